@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# The one test command of homelab.gpu (the README's "run the tests").
+#
+#   tests/run.sh                 # set up from nothing if needed, then run every layer
+#   tests/run.sh unit sanity     # only the named layers (setup always runs)
+#
+# Layers: lint (ansible-lint, production profile), sanity (ansible-test sanity from an
+# ansible_collections/homelab/gpu tree), unit (pytest), build (galaxy build + install +
+# ansible-doc of every module), molecule (every scenario under molecule/, in order).
+#
+# Set-up is part of the command: Debian packages, a Docker engine (started by hand when none
+# answers: CI has no systemd), the pinned virtualenv .venv/, and the lab images (built by
+# lab/build-images.sh, cached by content). A second run reuses all of them.
+# Exits non-zero when anything fails; the last line is a pytest-style summary.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+CACHE="$ROOT/.cache"
+VENV="$ROOT/.venv"
+LOGDIR="$ROOT/tests/output/logs"
+mkdir -p "$CACHE" "$LOGDIR"
+START=$(date +%s)
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 2; }
+
+APT_PACKAGES=(docker.io debootstrap openssh-client python3-venv rsync git iproute2 curl ca-certificates)
+
+setup_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "missing Debian packages ${missing[*]}; run as root or install them"
+  say "installing Debian packages: ${missing[*]}"
+  apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$LOGDIR/apt.log" 2>&1 \
+    || { tail -n 30 "$LOGDIR/apt.log"; die "apt-get install failed"; }
+}
+
+setup_docker() {
+  docker info >/dev/null 2>&1 && return 0
+  say "no Docker engine answers: starting dockerd (no systemd here)"
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl start docker || true
+  else
+    nohup dockerd >"$LOGDIR/dockerd.log" 2>&1 &
+  fi
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
+  tail -n 30 "$LOGDIR/dockerd.log" 2>/dev/null
+  die "dockerd did not come up"
+}
+
+setup_venv() {
+  local want; want=$(cat requirements-dev.txt | sha256sum | cut -c1-16)
+  if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  say "creating virtualenv .venv from requirements-dev.txt"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV" || die "python3 -m venv failed"
+  "$VENV/bin/pip" install -q --upgrade pip >"$LOGDIR/pip.log" 2>&1
+  "$VENV/bin/pip" install -q -r requirements-dev.txt >>"$LOGDIR/pip.log" 2>&1 \
+    || { tail -n 30 "$LOGDIR/pip.log"; die "pip install failed"; }
+  echo "$want" >"$VENV/.stamp"
+}
+
+# The collection seen as ansible_collections/homelab/gpu: a symlink for ansible, molecule and
+# pytest; ansible-test gets a copy of the tracked and new files (it refuses symlinked roots).
+setup_tree() {
+  mkdir -p "$CACHE/collections/ansible_collections/homelab"
+  ln -sfn "$ROOT" "$CACHE/collections/ansible_collections/homelab/gpu"
+  export ANSIBLE_COLLECTIONS_PATH="$CACHE/collections"
+  export PATH="$VENV/bin:$PATH"
+  export ANSIBLE_HOME="$CACHE/ansible-home" ANSIBLE_LOCAL_TEMP="$CACHE/ansible-tmp"
+  export PY_COLORS=0 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
+}
+
+# --- result bookkeeping -------------------------------------------------------------------
+PASSED=0; FAILED=0; FAILURES=()
+record() {  # record <name> <rc>
+  if [ "$2" -eq 0 ]; then PASSED=$((PASSED + 1)); printf 'PASSED %s\n' "$1"
+  else FAILED=$((FAILED + 1)); FAILURES+=("$1"); printf 'FAILED %s (rc=%s)\n' "$1" "$2"; fi
+}
+step() {  # step <name> <command...>: one counted check, output to the terminal and a log
+  local name=$1; shift
+  local log="$LOGDIR/${name//[^A-Za-z0-9_.-]/_}.log"
+  say "$name"
+  "$@" 2>&1 | tee "$log"
+  record "$name" "${PIPESTATUS[0]}"
+}
+
+# --- layers ---------------------------------------------------------------------------------
+layer_lint() { step "ansible-lint" ansible-lint --profile production --offline; }
+
+layer_sanity() {
+  local tree="$CACHE/sanity/ansible_collections/homelab/gpu"
+  mkdir -p "$tree"
+  # A clean copy of exactly the tracked and new (not ignored) files, so nothing stale is tested.
+  rm -rf "$tree.new" && mkdir -p "$tree.new"
+  git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$tree.new/"
+  rm -rf "$tree" && mv "$tree.new" "$tree"
+  step "ansible-test sanity" bash -c "cd '$tree' && ansible-test sanity --python 3.11 --requirements --color no"
+}
+
+layer_unit() {
+  say "pytest unit tests"
+  local xml="$ROOT/tests/output/junit-unit.xml"
+  (cd "$CACHE/collections/ansible_collections/homelab/gpu" \
+     && PYTHONPATH="$CACHE/collections" python -m pytest tests/unit -p no:cacheprovider -q \
+        --junitxml="$xml") 2>&1 | tee "$LOGDIR/unit.log"
+  local rc=${PIPESTATUS[0]}
+  # Count each test case, not the layer, so the summary says how many unit tests ran.
+  local counts; counts=$(python3 - "$xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except Exception:
+    print("0 0"); sys.exit()
+suites = [root] if root.tag == "testsuite" else list(root)
+tests = sum(int(s.get("tests", 0)) for s in suites)
+bad = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+skipped = sum(int(s.get("skipped", 0)) for s in suites)
+print(tests - bad - skipped, bad)
+PY
+)
+  local ok=${counts% *} bad=${counts#* }
+  PASSED=$((PASSED + ok)); FAILED=$((FAILED + bad))
+  if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then record "pytest (collection or run error)" "$rc"; fi
+  [ "$bad" -gt 0 ] && FAILURES+=("pytest: $bad unit test(s)")
+}
+
+layer_build() {
+  local out="$CACHE/build"; rm -rf "$out" && mkdir -p "$out/collections"
+  step "ansible-galaxy collection build" ansible-galaxy collection build --force --output-path "$out" .
+  step "ansible-galaxy collection install (empty path)" \
+    ansible-galaxy collection install --force -p "$out/collections" "$out"/homelab-gpu-*.tar.gz
+  local m name
+  for m in plugins/modules/*.py; do
+    name=$(basename "$m" .py)
+    step "ansible-doc homelab.gpu.$name (installed tarball)" bash -c \
+      "ANSIBLE_COLLECTIONS_PATH='$out/collections' ansible-doc homelab.gpu.$name >/dev/null"
+  done
+}
+
+layer_molecule() {
+  "$ROOT/lab/build-images.sh" || { record "lab images" 1; return; }
+  local s
+  for s in ${MOLECULE_SCENARIOS:-$(ls molecule)}; do
+    [ -f "molecule/$s/molecule.yml" ] || continue
+    step "molecule test -s $s" molecule test -s "$s"
+  done
+}
+
+LAYERS=("$@")
+[ ${#LAYERS[@]} -eq 0 ] && LAYERS=(lint sanity unit build molecule)
+
+say "setting up"
+setup_packages
+setup_docker
+setup_venv
+setup_tree
+for layer in "${LAYERS[@]}"; do
+  case "$layer" in
+    lint|sanity|unit|build|molecule) "layer_$layer" ;;
+    *) die "unknown layer '$layer' (lint, sanity, unit, build, molecule)" ;;
+  esac
+done
+
+ELAPSED=$(( $(date +%s) - START ))
+if [ ${#FAILURES[@]} -gt 0 ]; then
+  printf '\nFailures:\n'; printf '  - %s\n' "${FAILURES[@]}"
+fi
+printf '\n============ %d passed, %d failed in %dm%02ds ============\n' \
+  "$PASSED" "$FAILED" $((ELAPSED / 60)) $((ELAPSED % 60))
+[ "$FAILED" -eq 0 ]
