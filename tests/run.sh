@@ -91,15 +91,28 @@ step() {  # step <name> <command...>: one counted check, output to the terminal 
 }
 
 # --- layers ---------------------------------------------------------------------------------
-layer_lint() { step "ansible-lint" ansible-lint --profile production --offline; }
+layer_lint() {
+  step "ansible-lint" ansible-lint --profile production --offline
+  step "antsibull-changelog lint" bash -c "antsibull-changelog lint && antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml"
+}
 
 layer_sanity() {
-  local tree="$CACHE/sanity/ansible_collections/homelab/gpu"
+  # Outside the repository: inside it, ansible-test would list files with the outer git and skip all.
+  local tree="${TMPDIR:-/tmp}/homelab-gpu-sanity/ansible_collections/homelab/gpu"
   mkdir -p "$tree"
   # A clean copy of exactly the tracked and new (not ignored) files, so nothing stale is tested.
   rm -rf "$tree.new" && mkdir -p "$tree.new"
   git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$tree.new/"
   rm -rf "$tree" && mv "$tree.new" "$tree"
+  # ansible-test downloads its pip bootstrap from a host CI cannot reach: give it our stand-in.
+  local pipver; pipver=$(python - <<'PY'
+import re, ansible_test, pathlib
+src = pathlib.Path(ansible_test.__file__).parent.joinpath('_internal/python_requirements.py').read_text()
+print(re.search(r"pip='([0-9.]+)'", src).group(1))
+PY
+)
+  mkdir -p "$HOME/.ansible/test/cache"
+  cp "$ROOT/tests/sanity/get_pip_standin.py" "$HOME/.ansible/test/cache/get_pip_${pipver//./_}.py"
   step "ansible-test sanity" bash -c "cd '$tree' && ansible-test sanity --python 3.11 --requirements --color no"
 }
 
@@ -148,6 +161,9 @@ layer_molecule() {
   local s
   for s in ${MOLECULE_SCENARIOS:-$(ls molecule)}; do
     [ -f "molecule/$s/molecule.yml" ] || continue
+    # A scenario names its lab image (lab/images/<name>) in molecule/<s>/lab-image; default debian12.
+    LAB_IMAGE=$(cat "molecule/$s/lab-image" 2>/dev/null || echo debian12)
+    export LAB_IMAGE
     step "molecule test -s $s" molecule test -s "$s"
   done
 }
