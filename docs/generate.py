@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Generate docs/modules/<name>.md and docs/roles/<name>.md from the collection itself.
 
 Module pages come from each module's DOCUMENTATION/EXAMPLES/RETURN and role pages from each
