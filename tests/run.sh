@@ -25,7 +25,8 @@ START=$(date +%s)
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 2; }
 
-APT_PACKAGES=(docker.io debootstrap openssh-client python3-venv rsync git iproute2 curl ca-certificates)
+APT_PACKAGES=(docker.io debootstrap openssh-client python3-venv rsync git iproute2 curl ca-certificates
+  chromium)  # chromium: the fleet report HTML is tested in a real headless browser
 
 setup_packages() {
   local missing=()

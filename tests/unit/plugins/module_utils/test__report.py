@@ -1,0 +1,129 @@
+"""Fleet report: status records from real probe output, and the three renderings."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi, _report
+
+FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'nvidia-smi'
+
+
+def probe(name, rc=0):
+    text = (FIXTURES / name).read_text()
+    return _nvidia_smi.classify(rc, text, '')
+
+
+RUNNING_READY = {'name': 'llama_tiny', 'state': 'running', 'health': 'READY', 'port': 5000,
+                 'image_digest': 'r8.im/meta/llama-2-7b-chat@sha256:8e6975e5ed6174911a6ff3d60540dfd4844201974602551e10e9e87ab143d81e',
+                 'uptime_s': 3725}
+RUNNING_FAILED = {'name': 'sdxl', 'state': 'running', 'health': 'SETUP_FAILED', 'port': 5001,
+                  'image': 'r8.im/stability-ai/sdxl:latest', 'uptime_s': 42}
+STOPPED = {'name': 'whisper', 'state': 'exited', 'health': None, 'port': 5002, 'desired_state': 'stopped'}
+STOPPED_UNWANTED = {'name': 'flux', 'state': 'exited', 'health': None, 'port': 5003}
+RUNTIME = {'runtimes': {'nvidia': {'path': '/usr/bin/nvidia-container-runtime'}}}
+
+
+@pytest.mark.parametrize('fixture, rc, daemon, models, gpus, problems', [
+    ('h200x2-580.159.04-busy.xml', 0, RUNTIME, [RUNNING_READY], 2, []),
+    ('h100x1-580.159.04-idle.xml', 0, {}, [], 1,
+     ['the nvidia runtime is not registered in daemon.json: run the nvidia_container_toolkit role']),
+    ('h100x1-580.159.04-idle.xml', 0, None, [], 1, []),
+    ('handmade-rtx3050-8gb-consumer.xml', 0, RUNTIME, [RUNNING_READY, RUNNING_FAILED, STOPPED, STOPPED_UNWANTED], 1,
+     ['model sdxl is SETUP_FAILED', 'model flux is not running (exited)']),
+    ('handmade-driver-library-mismatch.stdout.txt', 18, RUNTIME, [], 0,
+     ['reboot required: nvidia-smi: Failed to initialize NVML: Driver/library version mismatch']),
+])
+def test_host_status(fixture, rc, daemon, models, gpus, problems):
+    status = _report.host_status('gpubox', probe(fixture, rc), daemon, models)
+    assert len(status['gpus']) == gpus
+    # Problems are compared by prefix: the probe's advice text follows the first sentence.
+    assert len(status['problems']) == len(problems), status['problems']
+    for got, want in zip(status['problems'], problems):
+        assert got.startswith(want), (got, want)
+    assert status['reboot_required'] == fixture.startswith('handmade-driver-library')
+
+
+def test_memory_numbers_come_from_the_probe():
+    status = _report.host_status('h200', probe('h200x2-580.159.04-busy.xml'))
+    raw = probe('h200x2-580.159.04-busy.xml')['gpus']
+    for gpu, want in zip(status['gpus'], raw):
+        assert (gpu['memory_used_mib'], gpu['memory_free_mib'], gpu['memory_total_mib']) == (
+            want['memory_used_mib'], want['memory_free_mib'], want['memory_total_mib'])
+        assert gpu['memory_used_mib'] > 0
+
+
+@pytest.mark.parametrize('seconds, text', [(None, '-'), (5, '5s'), (65, '1m05s'), (3725, '1h02m'), (90061, '1d01h')])
+def test_uptime(seconds, text):
+    assert _report._uptime(seconds) == text  # pylint: disable=protected-access
+
+
+def _statuses():
+    return [
+        _report.host_status('gpubox', probe('handmade-rtx3050-8gb-consumer.xml'), RUNTIME, [RUNNING_READY, RUNNING_FAILED]),
+        _report.host_status('cpubox', {'state': 'not_installed', 'message': 'nvidia-smi is not installed.'}, None, []),
+    ]
+
+
+def test_text_report():
+    text = _report.render_text(_statuses())
+    gpu = probe('handmade-rtx3050-8gb-consumer.xml')['gpus'][0]
+    assert re.search(r'gpubox\s+0\s+%s\s+%d / %d / %d' % (re.escape(gpu['name']), gpu['memory_used_mib'],
+                                                          gpu['memory_free_mib'], gpu['memory_total_mib']), text)
+    assert re.search(r'llama_tiny\s+READY\s+5000\s+sha256:8e6975e5ed61\s+1h02m', text)
+    assert 'gpubox: model sdxl is SETUP_FAILED' in text
+    assert 'cpubox: GPU probe state not_installed' in text
+
+
+def test_markdown_report():
+    md = _report.render_markdown(_statuses(), generated_at='2026-11-27 10:00')
+    assert md.startswith('# GPU fleet status\n')
+    assert '| gpubox | llama_tiny | READY | 5000 | sha256:8e6975e5ed61 | 1h02m |' in md
+    assert '- **gpubox**: model sdxl is SETUP_FAILED' in md
+
+
+def test_html_escapes_and_bars():
+    statuses = _statuses()
+    statuses[0]['models'].append({'name': '<script>x</script>', 'state': 'running', 'health': 'READY', 'port': 1})
+    page = _report.render_html(statuses)
+    assert '<script>x</script>' not in page
+    assert '&lt;script&gt;x&lt;/script&gt;' in page
+    gpu = statuses[0]['gpus'][0]
+    pct = 100.0 * gpu['memory_used_mib'] / gpu['memory_total_mib']
+    assert 'style="width:%.1f%%"' % pct in page
+    assert 'http://' not in page and 'https://' not in page  # self-contained
+
+
+def _chromium():
+    for name in ('chromium', 'chromium-browser', 'google-chrome'):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_html_renders_in_headless_chromium(tmp_path):
+    """Render the page in a real browser and read back the DOM it built."""
+    browser = _chromium()
+    assert browser, 'chromium is not installed: tests/run.sh installs Debian chromium for this test'
+    page = tmp_path / 'status.html'
+    page.write_text(_report.render_html(_statuses(), generated_at='now'))
+    shot = tmp_path / 'status.png'
+    common = [browser, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+              '--disable-background-networking', '--disable-component-update', '--disable-sync',
+              '--user-data-dir=%s' % (tmp_path / 'profile')]
+    dom = subprocess.run(common + ['--dump-dom', page.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
+    gpu = _statuses()[0]['gpus'][0]
+    assert 'GPU fleet status' in dom
+    assert gpu['name'] in dom
+    assert '%d MiB used' % gpu['memory_used_mib'] in dom
+    assert 'llama_tiny' in dom and 'SETUP_FAILED' in dom
+    assert 'class="fill' in dom
+    subprocess.run(common + ['--screenshot=%s' % shot, '--window-size=1000,800', page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 10000  # a real rendering, not a blank page
