@@ -110,8 +110,11 @@ nvidia_smi_path:
   returned: always
   type: str
   sample: /usr/bin/nvidia-smi
-rc:
-  description: Exit status of nvidia-smi, V(null) when it was not run.
+nvidia_smi_rc:
+  description:
+    - Exit status of nvidia-smi, V(null) when it was not run.
+    - Not named C(rc), because Ansible would count a non-zero C(rc) as a failed task, and a host without a working
+      GPU is a result here, not a failure.
   returned: always
   type: int
   sample: 0
@@ -278,14 +281,14 @@ class NvidiaSmiInfo:
             where = ('nvidia_smi_path %s does not exist or is not executable' % self.path if self.path
                      else 'nvidia-smi was not found on PATH')
             result.update(state=_nvidia_smi.STATE_NOT_INSTALLED, reboot_required=False, nvidia_smi_path=None,
-                          rc=None, stderr='',
+                          nvidia_smi_rc=None, stderr='',
                           message='%s. %s' % (where, _nvidia_smi.ADVICE[_nvidia_smi.STATE_NOT_INSTALLED]))
             return result
         cmd = run_command(self.module, [binary, '-q', '-x'], timeout=self.timeout)
         result = _nvidia_smi.classify(cmd.rc, cmd.stdout, cmd.stderr, timed_out=cmd.timed_out, timeout=self.timeout)
         for notice in result.pop('notices'):
             self.module.warn('nvidia-smi: %s' % notice)
-        result.update(nvidia_smi_path=binary, rc=cmd.rc, stderr=cmd.stderr)
+        result.update(nvidia_smi_path=binary, nvidia_smi_rc=cmd.rc, stderr=cmd.stderr)
         return result
 
     def run(self):

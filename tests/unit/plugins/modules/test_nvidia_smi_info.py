@@ -76,7 +76,7 @@ def test_ok_two_gpus(capsys, host, check_mode):
     assert result['reboot_required'] is False
     assert result['message'] == '2 GPUs, driver 580.159.04, CUDA 13.0'
     assert result['nvidia_smi_path'] == NVIDIA_SMI
-    assert result['rc'] == 0
+    assert result['nvidia_smi_rc'] == 0
     assert result['stderr'] == ''
     assert result['driver_version'] == '580.159.04'
     assert result['cuda_version'] == '13.0'
@@ -104,7 +104,7 @@ def test_not_installed(capsys, host, check_mode):
     assert host.calls == []
     assert result.pop('invocation') == {'module_args': {'nvidia_smi_path': None, 'timeout': 15, 'require': False}}
     assert result == {
-        'changed': False, 'state': 'not_installed', 'reboot_required': False, 'nvidia_smi_path': None, 'rc': None,
+        'changed': False, 'state': 'not_installed', 'reboot_required': False, 'nvidia_smi_path': None, 'nvidia_smi_rc': None,
         'stderr': '', 'driver_version': None, 'cuda_version': None, 'gpu_count': 0, 'gpus': [],
         'message': 'nvidia-smi was not found on PATH. ' + INSTALL_ADVICE,
     }
@@ -144,7 +144,7 @@ def test_driver_library_mismatch(capsys, host):
     assert 'failed' not in result
     assert result['state'] == 'driver_library_mismatch'
     assert result['reboot_required'] is True
-    assert result['rc'] == 18
+    assert result['nvidia_smi_rc'] == 18
     assert result['gpus'] == []
     assert result['message'] == ('nvidia-smi: Failed to initialize NVML: Driver/library version mismatch. '
                                  + MISMATCH_ADVICE)
@@ -170,7 +170,7 @@ def test_other_states_require(capsys, host, fixture_name, rc, state):
     result = run_module(capsys, {})
     assert 'failed' not in result
     assert result['state'] == state
-    assert result['rc'] == rc
+    assert result['nvidia_smi_rc'] == rc
     result = run_module(capsys, {'require': True})
     assert result['failed'] is True
     assert result['state'] == state
@@ -183,7 +183,7 @@ def test_timeout(capsys, host):
     result = run_module(capsys, {'timeout': 3})
     assert host.calls == [([NVIDIA_SMI, '-q', '-x'], 3)]
     assert result['state'] == 'error'
-    assert result['rc'] == 124
+    assert result['nvidia_smi_rc'] == 124
     assert result['message'] == ('nvidia-smi timed out after 3 s (a hung GPU or driver?). '
                                  'Run "nvidia-smi -q" on the host to see the error.')
     result = run_module(capsys, {'timeout': 3, 'require': True})
@@ -223,5 +223,5 @@ def test_real_hang_is_cut_off(capsys, tmp_path):
     binary.chmod(0o755)
     result = run_module(capsys, {'nvidia_smi_path': str(binary), 'timeout': 1})
     assert result['state'] == 'error'
-    assert result['rc'] == 124
+    assert result['nvidia_smi_rc'] == 124
     assert result['message'].startswith('nvidia-smi timed out after 1 s')
