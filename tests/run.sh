@@ -6,7 +6,8 @@
 #
 # Layers: lint (ansible-lint, production profile), sanity (ansible-test sanity from an
 # ansible_collections/homelab/gpu tree), unit (pytest), build (galaxy build + install +
-# ansible-doc of every module), molecule (every scenario under molecule/, in order).
+# ansible-doc of every module), molecule (every scenario under molecule/, in order), demo (the
+# README's main-job command, lab/demo.sh, twice: the second run must change nothing).
 #
 # Set-up is part of the command: Debian packages, a Docker engine (started by hand when none
 # answers: CI has no systemd), the pinned virtualenv .venv/, and the lab images (built by
@@ -117,8 +118,22 @@ layer_molecule() {
   done
 }
 
+# The main job end to end: the README's first command, twice. The second run must change nothing on
+# any host, and both must end with a prediction.
+layer_demo() {
+  "$ROOT/lab/demo.sh" down >/dev/null
+  step "demo: lab/demo.sh (first run)" "$ROOT/lab/demo.sh"
+  step "demo: the prediction came back" grep -q 'hello_cog answered "hello from your home lab"' "$CACHE/demo/predict.log"
+  step "demo: the status report was written" bash -c "grep -q 'hello_cog' '$CACHE/demo/status/status.html' && grep -q 'RTX 3050' '$CACHE/demo/status/status.md'"
+  step "demo: lab/demo.sh (second run)" "$ROOT/lab/demo.sh"
+  step "demo: the second site run changed nothing" bash -c \
+    "grep -A5 '^PLAY RECAP' '$CACHE/demo/site.log' | grep -q '^demo-gpu-1 .*changed=0 .*failed=0' &&
+     ! grep -A5 '^PLAY RECAP' '$CACHE/demo/site.log' | grep -E 'changed=[1-9]|failed=[1-9]|unreachable=[1-9]'"
+  "$ROOT/lab/demo.sh" down >/dev/null
+}
+
 LAYERS=("$@")
-[ ${#LAYERS[@]} -eq 0 ] && LAYERS=(lint sanity unit build molecule)
+[ ${#LAYERS[@]} -eq 0 ] && LAYERS=(lint sanity unit build molecule demo)
 
 say "setting up"
 setup_packages
@@ -127,8 +142,8 @@ setup_venv
 setup_tree
 for layer in "${LAYERS[@]}"; do
   case "$layer" in
-    lint|sanity|unit|build|molecule) "layer_$layer" ;;
-    *) die "unknown layer '$layer' (lint, sanity, unit, build, molecule)" ;;
+    lint|sanity|unit|build|molecule|demo) "layer_$layer" ;;
+    *) die "unknown layer '$layer' (lint, sanity, unit, build, molecule, demo)" ;;
   esac
 done
 

@@ -312,6 +312,7 @@ def summarize_container(data):
         'exit_code': state.get('ExitCode'),
         'restart_count': data.get('RestartCount') or 0,
         'pid': state.get('Pid') or 0,
+        'started_at': state.get('StartedAt') if state.get('Running') else None,
         'managed': labels.get(MANAGED_LABEL) == 'true',
         'config_hash': labels.get(HASH_LABEL),
         'gpu_uuids': [u for u in (labels.get(GPUS_LABEL) or '').split(',') if u],
@@ -319,6 +320,15 @@ def summarize_container(data):
         'bindings': bindings,
         'privileged': bool(host.get('Privileged')),
     }
+
+
+def poll_host(bind_address):
+    """Where to reach a port published on ``bind_address`` from the host itself."""
+    if bind_address in ('0.0.0.0', '', None):
+        return '127.0.0.1'
+    if bind_address == '::':
+        return '[::1]'
+    return '[%s]' % bind_address if ':' in bind_address else bind_address
 
 
 def parse_inspect(text):

@@ -17,12 +17,13 @@ def _mib(value):
     return None if value is None else int(value)
 
 
-def host_status(host, probe, daemon_config=None, models=None):
+def host_status(host, probe, daemon_config=None, models=None, expected_models=None):
     """Combine one host's probes into the status record that the reports show.
 
     ``probe`` is the result of homelab.gpu.nvidia_smi_info, ``daemon_config`` the ``config`` that
     homelab.gpu.docker_daemon_config read (None when Docker is not installed), ``models`` the
-    managed model containers as homelab.gpu.cog_models_info reports them.
+    managed model containers as homelab.gpu.cog_models_info reports them, ``expected_models`` the
+    names the inventory wants running, or its ``cog_models`` entries (a missing one is a problem).
     """
     probe = probe or {}
     models = list(models or [])
@@ -55,6 +56,16 @@ def host_status(host, probe, daemon_config=None, models=None):
             problems.append('model %s is %s' % (model.get('name'), health))
         elif model.get('state') not in ('running', None) and model.get('desired_state', 'started') == 'started':
             problems.append('model %s is not running (%s)' % (model.get('name'), model.get('state')))
+    present = set(m.get('name') for m in models)
+    for wanted in expected_models or []:
+        # Names, or the inventory's model entries (only those to be started count).
+        if isinstance(wanted, dict):
+            if (wanted.get('state') or 'started') != 'started':
+                continue
+            wanted = wanted.get('name')
+        name = wanted
+        if name not in present:
+            problems.append('model %s is in the inventory but not deployed' % name)
     return {
         'host': host,
         'probe_state': state,

@@ -339,6 +339,7 @@ gpus:
 """
 
 import os
+import pwd
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -395,16 +396,8 @@ class CogModels:
             out.append(model)
         return out
 
-    @staticmethod
-    def poll_host(bind_address):
-        if bind_address in ('0.0.0.0', '', None):
-            return '127.0.0.1'
-        if bind_address == '::':
-            return '[::1]'
-        return '[%s]' % bind_address if ':' in bind_address else bind_address
-
     def url_of(self, model):
-        return 'http://%s:%d' % (self.poll_host(model['bind_address']), model['port'])
+        return 'http://%s:%d' % (_cog.poll_host(model['bind_address']), model['port'])
 
     # ------------------------------------------------------------------ reading the host
 
@@ -565,7 +558,9 @@ class CogModels:
     # ------------------------------------------------------------------ registry and images
 
     def docker_config_path(self):
-        base = os.environ.get('DOCKER_CONFIG') or os.path.join(os.path.expanduser('~'), '.docker')
+        # The docker CLI run by this module (as the become user) reads its credentials from here.
+        home = pwd.getpwuid(os.getuid()).pw_dir
+        base = os.environ.get('DOCKER_CONFIG') or os.path.join(home, '.docker')
         return os.path.join(base, 'config.json')
 
     def login(self):

@@ -90,7 +90,7 @@ state:
     - V(driver_not_loaded) when nvidia-smi cannot talk to the driver (kernel module not loaded).
     - V(driver_library_mismatch) when the kernel module and the driver libraries differ (after a driver upgrade
       without a reboot); RV(reboot_required) is then V(true).
-    - V(error) for anything else, a time-out included; see RV(message), RV(rc) and RV(stderr).
+    - V(error) for anything else, a time-out included; see RV(message), RV(nvidia_smi_rc) and RV(stderr).
   returned: always
   type: str
   choices: [ok, not_installed, no_devices, driver_not_loaded, driver_library_mismatch, error]

@@ -264,7 +264,7 @@ INSPECT = [{
     'Name': '/demo_a',
     'Image': 'sha256:' + 'b' * 64,
     'RestartCount': 0,
-    'State': {'Status': 'running', 'Running': True, 'ExitCode': 0, 'Pid': 4242},
+    'State': {'Status': 'running', 'Running': True, 'ExitCode': 0, 'Pid': 4242, 'StartedAt': '2026-11-27T09:00:00.123456789Z'},
     'HostConfig': {'Privileged': False,
                    'PortBindings': {'5000/tcp': [{'HostIp': '0.0.0.0', 'HostPort': '5001'}]}},
     'Config': {'Image': '127.0.0.1:5000/cog-demo@' + DIGEST,
@@ -286,7 +286,7 @@ def test_parse_inspect():
     assert got['demo_a'] == {
         'id': 'a' * 64, 'name': 'demo_a', 'image': '127.0.0.1:5000/cog-demo@' + DIGEST,
         'image_id': 'sha256:' + 'b' * 64, 'status': 'running', 'running': True, 'exit_code': 0,
-        'restart_count': 0, 'pid': 4242, 'managed': True, 'config_hash': 'f' * 64,
+        'restart_count': 0, 'pid': 4242, 'started_at': '2026-11-27T09:00:00.123456789Z', 'managed': True, 'config_hash': 'f' * 64,
         'gpu_uuids': ['GPU-1', 'GPU-2'], 'host_ports': [5001], 'bindings': [('0.0.0.0', 5001)], 'privileged': False}
     assert got['registry']['managed'] is False
     assert got['registry']['gpu_uuids'] == []
@@ -544,3 +544,11 @@ def test_auth_matches(config, registry, same):
 
 def test_auth_matches_broken_file():
     assert _cog.auth_matches('{not json', 'r8.im', 'u', 'tok') is False
+
+
+@pytest.mark.parametrize('bind, host', [
+    ('0.0.0.0', '127.0.0.1'), ('', '127.0.0.1'), (None, '127.0.0.1'), ('::', '[::1]'),
+    ('192.168.0.16', '192.168.0.16'), ('fd00::16', '[fd00::16]'), ('127.0.0.1', '127.0.0.1'),
+])
+def test_poll_host(bind, host):
+    assert _cog.poll_host(bind) == host

@@ -127,3 +127,17 @@ def test_html_renders_in_headless_chromium(tmp_path):
     subprocess.run(common + ['--screenshot=%s' % shot, '--window-size=1000,800', page.as_uri()],
                    capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10000  # a real rendering, not a blank page
+
+
+def test_expected_model_missing():
+    status = _report.host_status('gpubox', probe('h100x1-580.159.04-idle.xml'), RUNTIME, [RUNNING_READY],
+                                 expected_models=['llama_tiny', 'sdxl'])
+    assert status['problems'] == ['model sdxl is in the inventory but not deployed']
+
+
+def test_expected_models_from_inventory_entries():
+    inventory = [{'name': 'llama_tiny'}, {'name': 'sdxl', 'state': 'started'}, {'name': 'old', 'state': 'absent'},
+                 {'name': 'paused', 'state': 'stopped'}]
+    status = _report.host_status('gpubox', probe('h100x1-580.159.04-idle.xml'), RUNTIME, [RUNNING_READY],
+                                 expected_models=inventory)
+    assert status['problems'] == ['model sdxl is in the inventory but not deployed']

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds the throwaway, signed apt repositories that stand in for Docker's and NVIDIA's in the
-# provision scenario. Runs INSIDE the lab host (ansible.builtin.script from prepare.yml), which
+# provision scenario and the demo lab (lab/demo.sh). Runs INSIDE the lab host
+# (ansible.builtin.script from molecule/provision/prepare.yml or lab/demo/prepare.yml), which
 # reaches Debian's mirror but neither download.docker.com nor nvidia.github.io.
 #
 #   /srv/lab-apt/lab-apt.asc       public half of a key made here and thrown away with the host
@@ -62,11 +63,11 @@ standin() {  # standin <package> <depends> [<file to ship as /usr/bin/nvidia-con
     echo "Architecture: $arch"
     echo "Maintainer: homelab.gpu tests <lab@invalid>"
     [ -z "$2" ] || echo "Depends: $2"
-    echo "Description: STAND-IN for NVIDIA's $pkg (homelab.gpu molecule test only)"
-    echo " Built by molecule/provision/lab-apt.sh. It has no GPU support whatsoever; it only"
+    echo "Description: STAND-IN for NVIDIA's $pkg (homelab.gpu tests and demo lab only)"
+    echo " Built by homelab.gpu lab/stand-ins/lab-apt.sh. It has no GPU support whatsoever; it only"
     echo " lets the provision scenario install, register and run the nvidia runtime."
   } >"$dir/DEBIAN/control"
-  echo "STAND-IN package built by homelab.gpu molecule/provision/lab-apt.sh" \
+  echo "STAND-IN package built by homelab.gpu lab/stand-ins/lab-apt.sh" \
     >"$dir/usr/share/doc/$pkg/README.stand-in"
   if [ "${3:-}" = runtime ]; then
     install -d "$dir/usr/bin"
