@@ -106,6 +106,8 @@ def _short_digest(image):
         return '-'
     if '@sha256:' in image:
         return 'sha256:' + image.split('@sha256:', 1)[1][:12]
+    if image.startswith('sha256:'):
+        return image[:19]
     return image
 
 

@@ -58,6 +58,14 @@ def test_memory_numbers_come_from_the_probe():
         assert gpu['memory_used_mib'] > 0
 
 
+@pytest.mark.parametrize('image, text', [
+    (None, '-'), ('r8.im/x@sha256:' + 'ab' * 32, 'sha256:' + 'ab' * 6), ('sha256:' + 'cd' * 32, 'sha256:' + 'cd' * 6),
+    ('r8.im/x:latest', 'r8.im/x:latest'),
+])
+def test_short_digest(image, text):
+    assert _report._short_digest(image) == text  # pylint: disable=protected-access
+
+
 @pytest.mark.parametrize('seconds, text', [(None, '-'), (5, '5s'), (65, '1m05s'), (3725, '1h02m'), (90061, '1d01h')])
 def test_uptime(seconds, text):
     assert _report._uptime(seconds) == text  # pylint: disable=protected-access
