@@ -123,7 +123,7 @@ layer_molecule() {
 layer_demo() {
   "$ROOT/lab/demo.sh" down >/dev/null
   step "demo: lab/demo.sh (first run)" "$ROOT/lab/demo.sh"
-  step "demo: the prediction came back" grep -q 'hello_cog answered "hello from your home lab"' "$CACHE/demo/predict.log"
+  step "demo: the prediction came back" grep -qx '"hello from your home lab"' "$CACHE/demo/demo-gpu-1.prediction.json"
   step "demo: the status report was written" bash -c "grep -q 'hello_cog' '$CACHE/demo/status/status.html' && grep -q 'RTX 3050' '$CACHE/demo/status/status.md'"
   step "demo: lab/demo.sh (second run)" "$ROOT/lab/demo.sh"
   step "demo: the second site run changed nothing" bash -c \
