@@ -124,7 +124,13 @@ layer_demo() {
   "$ROOT/lab/demo.sh" down >/dev/null
   step "demo: lab/demo.sh (first run)" "$ROOT/lab/demo.sh"
   step "demo: the prediction came back" grep -qx '"hello from your home lab"' "$CACHE/demo/demo-gpu-1.prediction.json"
-  step "demo: the status report was written" bash -c "grep -q 'hello_cog' '$CACHE/demo/status/status.html' && grep -q 'RTX 3050' '$CACHE/demo/status/status.md'"
+  step "demo: the status report was written" bash -c "grep -q 'hello_cog' '$CACHE/demo/status/status.md' && grep -q 'RTX 3050' '$CACHE/demo/status/status.md'"
+  # The HTML page as a browser builds it: the model, its health and the GPU's memory bar must be there.
+  step "demo: status.html renders in headless Chromium" bash -c "chromium --headless --no-sandbox --disable-gpu \
+      --disable-background-networking --disable-component-update --disable-sync --no-first-run \
+      --user-data-dir='$CACHE/demo/chromium' --dump-dom 'file://$CACHE/demo/status/status.html' 2>/dev/null >'$CACHE/demo/status/dom.html' &&
+    grep -q 'hello_cog' '$CACHE/demo/status/dom.html' && grep -q 'READY' '$CACHE/demo/status/dom.html' && grep -q 'NVIDIA GeForce RTX 3050' '$CACHE/demo/status/dom.html' &&
+    grep -q 'class=\"fill' '$CACHE/demo/status/dom.html'"
   step "demo: lab/demo.sh (second run)" "$ROOT/lab/demo.sh"
   step "demo: the second site run changed nothing" bash -c \
     "grep -A5 '^PLAY RECAP' '$CACHE/demo/site.log' | grep -q '^demo-gpu-1 .*changed=0 .*failed=0' &&
