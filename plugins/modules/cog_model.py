@@ -573,11 +573,11 @@ class CogModels:
                 current = ''
             if _cog.auth_matches(current, auth['registry'], auth['username'], auth['password']):
                 continue
+            if not self.check:
+                self.docker_cmd(['login', '--username', auth['username'], '--password-stdin', auth['registry']],
+                                data=auth['password'], timeout=120, what='login to %s' % auth['registry'])
+            # Recorded once done, so that a refused login does not show up as a change.
             self.act('logged in to %s as %s' % (auth['registry'], auth['username']))
-            if self.check:
-                continue
-            self.docker_cmd(['login', '--username', auth['username'], '--password-stdin', auth['registry']],
-                            data=auth['password'], timeout=120, what='login to %s' % auth['registry'])
         if os.path.exists(path) and (os.stat(path).st_mode & 0o777) != 0o600:
             if not self.check:
                 os.chmod(path, 0o600)
@@ -819,7 +819,11 @@ class CogModels:
         try:
             self.containers = self.read_containers()
         except DeployFailed as exc:
-            self.fail('Cannot list containers: %s' % exc)
+            hint = ''
+            if 'Cannot connect to the Docker daemon' in str(exc):
+                hint = (' Nothing was changed: start Docker (systemctl start docker) or run the homelab.gpu.docker '
+                        'role (playbook homelab.gpu.provision), which starts it, then re-run.')
+            self.fail('Cannot list containers: %s%s' % (exc, hint))
         gpu_sets, to_stop, report = self.preflight(models)
         before = dict((m['name'], self.state_of(m['name'])) for m in models)
         for name in to_stop:
