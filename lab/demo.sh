@@ -3,6 +3,7 @@
 #
 #   lab/demo.sh          # = up: bring up the lab, run the site playbook, predict, print the status
 #   lab/demo.sh down     # remove the lab hosts and the demo's files
+#   lab/demo.sh lab      # only the lab: hosts, stand-ins, model image; no site run (bench/run.sh uses it)
 #
 # "up" sets up what it needs (Debian packages, a Docker engine, .venv, the lab images), starts
 # DEMO_HOSTS (default 1) lab hosts: Debian 12 containers with systemd and sshd, reached over SSH on
@@ -12,6 +13,7 @@
 # lab/demo/inventory.yml, asks the model for a prediction and prints it. The fleet status is
 # printed at the end of the site playbook and written to .cache/demo/status/status.{md,html}.
 # Running it again changes nothing. DEMO_SITE_ARGS adds arguments to the site playbook run.
+# DEMO_MODEL_IMAGE=0 skips building and pushing the model image (for provision-only runs).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,22 +72,23 @@ start_hosts() {
 }
 
 write_inventory() {
-  # lab/demo/inventory.yml describes demo-gpu-1; more hosts get the same settings on their own ports.
+  # lab/demo/inventory.yml describes demo-gpu-1; more hosts get the same settings on their own ports
+  # (each a copy of demo-gpu-1's block only).
   local inv="$DEMO_DIR/inventory.yml"
   cp lab/demo/inventory.yml "$inv"
-  local i
-  for i in $(seq 2 "$HOSTS"); do
-    python3 - "$inv" "$i" <<'PY'
+  python3 - "$inv" "$HOSTS" <<'PY'
 import sys
-path, i = sys.argv[1], int(sys.argv[2])
+path, hosts = sys.argv[1], int(sys.argv[2])
 text = open(path).read()
 start = text.index('    demo-gpu-1:\n')
 end = text.index('  vars:\n')
-block = text[start:end].replace('demo-gpu-1', 'demo-gpu-%d' % i).replace('2201', str(2200 + i))
-block = block.replace('15000', str(15000 + 10 * (i - 1))).replace('15001', str(15001 + 10 * (i - 1)))
-open(path, 'w').write(text[:end] + block + text[end:])
+one = text[start:end]
+blocks = []
+for i in range(2, hosts + 1):
+    block = one.replace('demo-gpu-1', 'demo-gpu-%d' % i).replace('2201', str(2200 + i))
+    blocks.append(block.replace('15000', str(15000 + 10 * (i - 1))).replace('15001', str(15001 + 10 * (i - 1))))
+open(path, 'w').write(text[:end] + ''.join(blocks) + text[end:])
 PY
-  done
 }
 
 build_and_push_model() {
@@ -115,7 +118,7 @@ build_and_push_model() {
   unset DOCKER_CONFIG
 }
 
-up() {
+lab() {
   say "setting up the controller"
   setup_packages
   setup_docker
@@ -127,7 +130,11 @@ up() {
   write_inventory
   say "lab-only stand-ins and registry on the lab hosts"
   ansible-playbook -i "$DEMO_DIR/inventory.yml" lab/demo/prepare.yml
-  build_and_push_model
+  [ "${DEMO_MODEL_IMAGE:-1}" = 0 ] || build_and_push_model
+}
+
+up() {
+  lab
   say "the main job: ansible-playbook homelab.gpu.site -i $DEMO_DIR/inventory.yml"
   # shellcheck disable=SC2086
   ansible-playbook homelab.gpu.site -i "$DEMO_DIR/inventory.yml" ${DEMO_SITE_ARGS:-} | tee "$DEMO_DIR/site.log"
@@ -140,6 +147,7 @@ up() {
 
 case "${1:-up}" in
   up) up ;;
+  lab) lab ;;
   down) down ;;
-  *) die "usage: lab/demo.sh [up|down]" ;;
+  *) die "usage: lab/demo.sh [up|lab|down]" ;;
 esac
