@@ -7,9 +7,8 @@ cog server on the loopback that answers like coglet 0.23.1."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -41,12 +40,8 @@ class HealthStandIn(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def cog():
-    server = HTTPServer(('127.0.0.1', 0), HealthStandIn)
-    thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.02}, daemon=True)
-    thread.start()
-    yield server.server_port
-    server.shutdown()
+def cog(serve_loopback):
+    return serve_loopback(HealthStandIn)
 
 
 def inspect_entry(name, port, running=True, managed=True, image='127.0.0.1:5000/cog-demo@' + DIGEST):

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -51,16 +50,12 @@ class CogStandIn(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def cog():
-    server = HTTPServer(('127.0.0.1', 0), CogStandIn)
+def cog(serve_loopback):
     CogStandIn.answers = []
     CogStandIn.seen = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.02}, daemon=True)
-    thread.start()
-    yield type('Cog', (), {'url': 'http://127.0.0.1:%d' % server.server_port, 'answers': CogStandIn.answers,
-                           'seen': CogStandIn.seen})
-    server.shutdown()
-    server.server_close()
+    port = serve_loopback(CogStandIn)
+    return type('Cog', (), {'url': 'http://127.0.0.1:%d' % port, 'answers': CogStandIn.answers,
+                            'seen': CogStandIn.seen})
 
 
 def run_module(capsys, args, check_mode=False):
