@@ -5,7 +5,7 @@
 
 Everything here takes text or data and returns data, so that it can be tested without Docker, a GPU or a
 cog server: model validation, image references, GPU requests and VRAM admission, the docker run argv and
-its config hash, parsing of ``docker inspect``, ``/proc/net/tcp`` and cgroup files, cog health-check and
+its config hash, parsing of ``docker inspect`` and ``/proc/net/tcp``, cog health-check and
 prediction bodies, and the Llama-2 chat prompt.
 """
 
@@ -15,6 +15,9 @@ import base64
 import hashlib
 import json
 import re
+
+# Kept here too: older callers read it from this module.
+from ansible_collections.homelab.gpu.plugins.module_utils._gpu_procs import container_id_from_cgroup  # noqa: F401
 
 MANAGED_LABEL = 'homelab.gpu.managed'
 HASH_LABEL = 'homelab.gpu.config-hash'
@@ -34,7 +37,6 @@ _REPO_COMPONENT_RE = re.compile(r'^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$')
 _TAG_RE = re.compile(r'^[\w][\w.-]{0,127}$')
 _UUID_RE = re.compile(r'^(GPU|MIG)-[0-9a-fA-F-]+$')
 _SHM_RE = re.compile(r'^[0-9]+[bkmgBKMG]?$')
-_CONTAINER_ID_RE = re.compile(r'([0-9a-f]{64})')
 
 # cog health-check states (coglet): only READY serves; BUSY also means "set up and serving".
 HEALTH_READY = 'READY'
@@ -244,20 +246,27 @@ def exclusive_conflicts(models, gpu_sets):
 
 # ---------------------------------------------------------------- docker run
 
-def run_spec(model, gpu_requests=True):
-    """What defines a model's container: everything that goes into ``docker run`` (and nothing else)."""
+def run_spec(model, gpu_requests=True, cdi_devices=None):
+    """What defines a model's container: everything that goes into ``docker run`` (and nothing else).
+
+    ``cdi_devices`` (CDI device names, see ``_cdi.cdi_device_names``) requests the GPUs through CDI instead of
+    ``--gpus``. The key is only present with CDI, so that the hash of a ``--gpus`` container stays what it was.
+    """
     request = normalize_gpus(model.get('gpus'))
     env = model.get('env') or {}
-    return {
+    spec = {
         'recipe': RECIPE_VERSION,
         'image': model['image'],
         'port': model['port'],
         'bind_address': model.get('bind_address') or '0.0.0.0',
         'shm_size': str(model.get('shm_size') or '6g'),
-        'gpus': docker_gpus_arg(request) if gpu_requests else None,
+        'gpus': docker_gpus_arg(request) if gpu_requests and not cdi_devices else None,
         'env': dict((str(k), '' if v is None else str(v)) for k, v in sorted(env.items())),
         'restart': 'unless-stopped',
     }
+    if gpu_requests and cdi_devices:
+        spec['cdi_devices'] = list(cdi_devices)
+    return spec
 
 
 def config_hash(spec):
@@ -272,7 +281,7 @@ def publish_arg(bind_address, port):
 
 
 def run_argv(docker, name, spec, chash, gpu_uuids):
-    """argv of ``docker run -d`` for a model. Never privileged; GPUs only through device requests."""
+    """argv of ``docker run -d`` for a model. Never privileged; GPUs only through ``--gpus`` or CDI devices."""
     argv = [docker, 'run', '--detach', '--name', name,
             '--label', '%s=true' % MANAGED_LABEL,
             '--label', '%s=%s' % (HASH_LABEL, chash),
@@ -283,6 +292,8 @@ def run_argv(docker, name, spec, chash, gpu_uuids):
             '--publish', publish_arg(spec['bind_address'], spec['port'])]
     if spec['gpus']:
         argv += ['--gpus', spec['gpus']]
+    for device in spec.get('cdi_devices') or []:
+        argv += ['--device', 'nvidia.com/gpu=%s' % device]
     for key, value in spec['env'].items():
         argv += ['--env', '%s=%s' % (key, value)]
     argv.append(spec['image'])
@@ -357,15 +368,6 @@ def parse_listening_ports(text):
     return ports
 
 
-def container_id_from_cgroup(text):
-    """The 64-hex container id in a ``/proc/<pid>/cgroup`` file (cgroup v1 or v2, cgroupfs or systemd)."""
-    for line in (text or '').splitlines():
-        match = _CONTAINER_ID_RE.search(line.rsplit(':', 1)[-1])
-        if match:
-            return match.group(1)
-    return None
-
-
 # ---------------------------------------------------------------- VRAM admission
 
 def admission(gpus, demands, releases):
@@ -390,6 +392,16 @@ def admission(gpus, demands, releases):
                  'released_mib': back, 'available_mib': free + back, 'needed_mib': need,
                  'models': [entry[0] for entry in wanted], 'fits': need <= free + back}
         report.append(entry)
+        total = gpu.get('memory_total_mib')
+        too_big = [(n, mib) for n, mib in wanted if total is not None and mib > total]
+        if too_big:
+            entry['fits'] = False
+            errors.append('%s has %s MiB in all, less than %s: it cannot fit on this GPU at all, not even with '
+                          'exclusive: true. Use a GPU with more memory or a smaller variant of the model (a '
+                          'quantized one, say). Refusing before anything changes'
+                          % (describe_gpu(gpu), total,
+                             ', '.join('%s alone needs (%d MiB)' % (n, mib) for n, mib in too_big)))
+            continue
         if not entry['fits']:
             own = ''
             if back:

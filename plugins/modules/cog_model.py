@@ -43,8 +43,8 @@ attributes:
   idempotent:
     support: full
     details:
-      - A model that is already running with the same config hash is only checked (health, and the smoke
-        prediction when O(models[].smoke_input) is set).
+      - A model that is already running with the same config hash only gets a health check (C(READY) or C(BUSY),
+        someone may be using it). The smoke prediction runs only for a model started or replaced in this run.
 options:
   models:
     description:
@@ -71,9 +71,10 @@ options:
         type: int
       gpus:
         description:
-          - GPUs the container gets, as C(docker run --gpus) gives them. V(all), V(none), or a list of GPU
-            indexes and UUIDs (C(GPU-...)) as nvidia-smi shows them.
+          - GPUs the container gets. V(all), V(none), or a list of GPU indexes and UUIDs (C(GPU-...)) as
+            nvidia-smi shows them.
           - Every index or UUID must exist on the host.
+          - How Docker is asked for them (C(--gpus) or CDI devices) is O(gpu_request_mode).
         type: raw
         default: all
       vram_mib:
@@ -104,6 +105,8 @@ options:
         description:
           - Input of a prediction (C(POST /predictions)) that must succeed once the model is ready. Its output
             is in the result. A failed smoke prediction counts as a failed start, so a changed model is rolled back.
+          - Sent only to a model created, replaced or started in this run, never to one that was already running
+            unchanged (a user of the model would get HTTP 409 busy).
         type: dict
       readiness_timeout:
         description: Seconds to wait for C(READY) after a start. Defaults to O(readiness_timeout).
@@ -143,8 +146,8 @@ options:
         required: true
   bind_address:
     description:
-      - Default address that ports are published on. V(0.0.0.0) publishes on every interface, as the seed's
-        C(docker run -p 5000:5000) did. Use V(127.0.0.1) to keep models to the host.
+      - Default address that ports are published on. V(0.0.0.0) publishes on every interface, as a hand-made
+        C(docker run -p 5000:5000) does. Use V(127.0.0.1) to keep models to the host.
     type: str
     default: 0.0.0.0
   shm_size:
@@ -176,11 +179,26 @@ options:
     default: 600
   gpu_requests:
     description:
-      - Pass the GPU request to Docker (C(--gpus)). V(false) is for labs without the NVIDIA container
+      - Pass the GPU request to Docker. V(false) is for labs without the NVIDIA container
         runtime, where a stand-in nvidia-smi reports GPUs. Pre-flight and VRAM admission still run, but the
         containers get no GPU.
     type: bool
     default: true
+  gpu_request_mode:
+    description:
+      - How a container is given its GPUs.
+      - V(gpus) uses C(docker run --gpus), which needs the NVIDIA container toolkit's C(nvidia) runtime hook
+        registered with Docker (any Docker version the toolkit supports).
+      - V(cdi) uses Container Device Interface devices, C(docker run --device nvidia.com/gpu=<index|uuid|all>).
+        It needs Docker Engine 25 or later with CDI enabled (C(features.cdi) in daemon.json for 25 to 27, on by
+        default from 28) and a CDI spec of kind C(nvidia.com/gpu), as C(nvidia-ctk cdi generate) writes it to
+        C(/etc/cdi/nvidia.yaml). Pre-flight refuses with what to do when either is missing.
+      - V(auto) picks V(cdi) when Docker reports CDI enabled and a C(nvidia.com/gpu) spec is present, else V(gpus).
+        The choice and its reason are in RV(gpu_request).
+      - The method is part of the container's configuration, so switching it recreates the GPU models.
+    type: str
+    choices: [auto, gpus, cdi]
+    default: auto
   gpu_info:
     description:
       - The result of M(homelab.gpu.nvidia_smi_info) for this host, to reuse instead of running nvidia-smi again.
@@ -299,6 +317,11 @@ models:
       description: UUIDs of the GPUs the model gets.
       type: list
       elements: str
+    cdi_devices:
+      description: The CDI device names the container is given (C(nvidia.com/gpu=<name>)), empty with C(--gpus).
+      type: list
+      elements: str
+      sample: ['0']
     url:
       description: Base URL of the model as seen from the host.
       type: str
@@ -320,6 +343,34 @@ models:
     smoke:
       description: Result of the smoke prediction (C(status), C(output), C(metrics), C(id)), V(null) without one.
       type: dict
+gpu_request:
+  description:
+    - How the GPUs were requested from Docker, V(null) when no model of the list asks for one (or with
+      O(gpu_requests=false)).
+  returned: always
+  type: dict
+  contains:
+    mode:
+      description: The O(gpu_request_mode) asked for.
+      type: str
+      sample: auto
+    method:
+      description: V(cdi) or V(gpus).
+      type: str
+      sample: cdi
+    reason:
+      description: Why this method.
+      type: str
+      sample: Docker 26.1.5 has CDI enabled and /etc/cdi/nvidia.yaml offers nvidia.com/gpu devices 0, all
+    docker_version:
+      description: Docker Engine version, from C(docker info).
+      type: str
+      sample: 26.1.5
+    cdi_devices:
+      description: The C(nvidia.com/gpu) device names that the CDI specs on the host offer.
+      type: list
+      elements: str
+      sample: ['0', all]
 gpus:
   description: VRAM admission per GPU that a model with O(models[].vram_mib) uses.
   returned: always
@@ -345,8 +396,10 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.gpu.plugins.module_utils._common import run_command
+from ansible_collections.homelab.gpu.plugins.module_utils import _cdi
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
+from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 
 
@@ -366,6 +419,8 @@ class CogModels:
         self.changed = False
         self.containers = {}
         self.image_ids = {}
+        self.gpu_request = None
+        self.cdi_names = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -437,18 +492,44 @@ class CogModels:
     def gpu_usage_by_container(self, gpus):
         """{(gpu uuid, container name): MiB} from the GPU's processes and their cgroups."""
         by_id = dict((c['id'], c['name']) for c in self.containers.values())
+        cgroups = _gpu_procs.read_cgroups(_gpu_procs.gpu_pids(gpus))
+        by_container, dummy = _gpu_procs.attribute(gpus, cgroups, by_id)
         usage = {}
-        for gpu in gpus:
-            for proc in gpu.get('processes') or []:
-                try:
-                    with open('/proc/%d/cgroup' % int(proc.get('pid'))) as handle:
-                        cid = _cog.container_id_from_cgroup(handle.read())
-                except (IOError, OSError, TypeError, ValueError):
-                    continue
-                if cid in by_id and proc.get('used_memory_mib'):
-                    key = (gpu.get('uuid'), by_id[cid])
-                    usage[key] = usage.get(key, 0) + proc['used_memory_mib']
+        for name, entries in by_container.items():
+            for entry in entries:
+                if entry['used_mib']:
+                    usage[(entry['gpu_uuid'], name)] = entry['used_mib']
         return usage
+
+    def choose_gpu_request(self, models, gpu_sets, gpus, requests):
+        """Pick --gpus or CDI for the models that get a GPU; return error messages."""
+        wanting = [m for m in models if m['state'] == 'started' and gpu_sets.get(m['name'])]
+        if not self.params['gpu_requests'] or not wanting:
+            return []
+        mode = self.params['gpu_request_mode']
+        found = {'info': None, 'devices': {'files': [], 'devices': [], 'errors': []}, 'error': None}
+        if mode != 'gpus':
+            found = _cdi.probe(lambda argv, timeout: run_command(self.module, argv, timeout=timeout), self.docker)
+        method, reason = _cdi.choose_method(mode, found['info'], found['devices'])
+        info = found['info'] or {}
+        self.gpu_request = {'mode': mode, 'method': method, 'reason': reason,
+                            'docker_version': info.get('server_version'),
+                            'cdi_devices': found['devices']['devices']}
+        if method is None:
+            return ['%s%s' % (reason, ' (%s)' % found['error'] if found['error'] else '')]
+        if method != 'cdi':
+            return []
+        errors = []
+        for i, model in enumerate(models):
+            if model not in wanting:
+                continue
+            matched, dummy = _cog.resolve_gpus(requests[model['name']], gpus)
+            try:
+                self.cdi_names[model['name']] = _cdi.cdi_device_names(requests[model['name']], matched,
+                                                                      found['devices']['devices'])
+            except ValueError as exc:
+                errors.append('models[%d] (%s): %s' % (i, model['name'], exc))
+        return errors
 
     # ------------------------------------------------------------------ pre-flight
 
@@ -497,6 +578,8 @@ class CogModels:
                                  ', '.join('%s %s' % (g.get('index'), g.get('uuid')) for g in gpus) or 'none'))
             gpu_sets[model['name']] = set(g.get('uuid') for g in matched)
         errors += _cog.exclusive_conflicts(models, gpu_sets)
+        if not errors:
+            errors += self.choose_gpu_request(models, gpu_sets, gpus, requests)
         if errors:
             self.fail('Pre-flight refused the model list: %s' % '; '.join(errors))
 
@@ -552,7 +635,8 @@ class CogModels:
         report, gpu_errors = _cog.admission(gpus, demands, releases)
         errors += gpu_errors
         if errors:
-            self.fail('Pre-flight refused the model list: %s' % '; '.join(errors), gpus=report)
+            self.fail('Pre-flight refused the model list: %s' % '; '.join(errors), gpus=report,
+                      gpu_request=self.gpu_request)
         return gpu_sets, to_stop, report
 
     # ------------------------------------------------------------------ registry and images
@@ -653,11 +737,11 @@ class CogModels:
                           timeout=60)
         return _cog.tail('%s%s' % (cmd.stdout, cmd.stderr), self.params['log_lines'])
 
-    def verify(self, model, started_wall):
-        """Readiness, then the smoke prediction if any; returns the info for the model's result."""
+    def verify(self, model, started_wall, smoke=True):
+        """Readiness, then the smoke prediction if any and asked for; returns the info for the model's result."""
         info = self.wait_ready(model, started_wall)
         info['smoke'] = None
-        if model.get('smoke_input') is not None:
+        if smoke and model.get('smoke_input') is not None:
             result, error = _cog_http.predict(self.url_of(model), model['smoke_input'],
                                               timeout=self.params['smoke_timeout'])
             if error:
@@ -685,7 +769,8 @@ class CogModels:
     def deploy(self, model, gpu_uuids, result):
         """Bring one started model to READY. Returns nothing; raises DeployFailed after any rollback."""
         name = model['name']
-        spec = _cog.run_spec(model, self.params['gpu_requests'])
+        spec = _cog.run_spec(model, self.params['gpu_requests'], self.cdi_names.get(model['name']))
+        result['cdi_devices'] = list(spec.get('cdi_devices') or [])
         chash = _cog.config_hash(spec)
         result['config_hash'] = chash
         current = self.containers.get(name)
@@ -715,7 +800,7 @@ class CogModels:
         if action == 'unchanged':
             result['container_id'] = current['id']
             try:
-                result.update(self.verify(model, None))
+                result.update(self.verify(model, None, smoke=False))
             except DeployFailed as exc:
                 raise DeployFailed(self.failure(model, 'the running container (unchanged) is not healthy', exc,
                                                 self.logs(name)))
@@ -835,7 +920,8 @@ class CogModels:
                             'image': model.get('image'), 'image_id': None, 'config_hash': None,
                             'container_id': None, 'gpus': sorted(gpu_sets.get(model['name']) or []),
                             'url': self.url_of(model) if model.get('port') else None, 'health': None,
-                            'ready_seconds': None, 'ready_seen_after_s': None, 'smoke': None})
+                            'ready_seconds': None, 'ready_seen_after_s': None, 'smoke': None,
+                            'cdi_devices': []})
         try:
             self.recover_leftovers(models)
             self.login()
@@ -868,7 +954,7 @@ class CogModels:
                 if model['state'] == 'started':
                     self.deploy(model, sorted(gpu_sets[model['name']]), by_name[model['name']])
         except DeployFailed as exc:
-            self.fail(str(exc), models=results, gpus=report)
+            self.fail(str(exc), models=results, gpus=report, gpu_request=self.gpu_request)
 
         after = {}
         if self.check:
@@ -881,7 +967,7 @@ class CogModels:
             for name in before:
                 after[name] = self.state_of(name)
         self.module.exit_json(changed=self.changed, actions=self.actions, models=results, gpus=report,
-                              diff={'before': before, 'after': after})
+                              gpu_request=self.gpu_request, diff={'before': before, 'after': after})
 
     def prune(self, model):
         image = model['image']
@@ -930,6 +1016,7 @@ def main():
         stop_timeout=dict(type='int', default=30),
         smoke_timeout=dict(type='int', default=600),
         gpu_requests=dict(type='bool', default=True),
+        gpu_request_mode=dict(type='str', choices=['auto', 'gpus', 'cdi'], default='auto'),
         gpu_info=dict(type='dict'),
         nvidia_smi_path=dict(type='path'),
         log_lines=dict(type='int', default=30),

@@ -347,13 +347,23 @@ def test_admission_fits_on_the_rtx3050():
                        'models': ['demo_a', 'demo_b'], 'fits': True}]
 
 
-def test_admission_refuses_the_seeds_70b_on_8gb():
+def test_admission_refuses_two_models_that_do_not_fit_together():
+    uuid = RTX3050[0]['uuid']
+    errors = _cog.admission(RTX3050, {uuid: [('llama_tiny', 4000), ('sdxl', 3000)]}, {})[1]
+    assert errors == [
+        'GPU 0 (NVIDIA GeForce RTX 3050, %s) has 6619 MiB free of 8192 MiB, but the models that would run on it '
+        'need 7000 MiB: llama_tiny (4000 MiB), sdxl (3000 MiB). Refusing before anything changes: lower '
+        'vram_mib, move a model to another GPU, or use exclusive: true so that models take turns' % uuid]
+
+
+def test_admission_a_model_bigger_than_the_card_is_not_told_to_take_turns():
     uuid = RTX3050[0]['uuid']
     errors = _cog.admission(RTX3050, {uuid: [('llama_tiny', 4000), ('llama_70b', 40000)]}, {})[1]
     assert errors == [
-        'GPU 0 (NVIDIA GeForce RTX 3050, %s) has 6619 MiB free of 8192 MiB, but the models that would run on it '
-        'need 44000 MiB: llama_tiny (4000 MiB), llama_70b (40000 MiB). Refusing before anything changes: lower '
-        'vram_mib, move a model to another GPU, or use exclusive: true so that models take turns' % uuid]
+        'GPU 0 (NVIDIA GeForce RTX 3050, %s) has 8192 MiB in all, less than llama_70b alone needs (40000 MiB): '
+        'it cannot fit on this GPU at all, not even with exclusive: true. Use a GPU with more memory or a smaller '
+        'variant of the model (a quantized one, say). Refusing before anything changes' % uuid]
+    assert 'exclusive: true so that' not in errors[0]
 
 
 def test_admission_counts_the_models_own_container():

@@ -50,6 +50,8 @@ class FakeDocker:
         self.config = os.path.join(config_dir, 'config.json')
         self.listening = set()
         self.warned = []
+        # docker info: an engine without CDI (before 25.0), with the nvidia runtime registered.
+        self.info = {'ServerVersion': '24.0.7', 'CDISpecDirs': None, 'Runtimes': {'runc': {}, 'nvidia': {}}}
 
     def ok(self, out=''):
         return CommandResult(0, out, '', False)
@@ -124,6 +126,8 @@ class FakeDocker:
             c['name'] = args[2]
             self.containers[args[2]] = c
             return self.ok()
+        if args[0] == 'info':
+            return self.ok(json.dumps(self.info))
         if args[0] == 'logs':
             return CommandResult(0, 'line 1\nline 2\n', 'RuntimeError: boom\n', False)
         raise AssertionError('unexpected docker call %r' % args)
@@ -252,6 +256,111 @@ def test_gpu_request_goes_to_docker(capsys, docker):
     run_module(capsys, {'models': [demo(gpus=[0])]})
     argv = docker.containers['demo_a']['argv']
     assert argv[argv.index('--gpus') + 1] == '"device=0"'
+
+
+CDI_SPEC = """cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+- name: "0"
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+- name: all
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+"""
+
+
+def with_cdi(docker, tmp_path, version='26.1.5+dfsg1', spec=CDI_SPEC):
+    spec_dir = tmp_path / 'cdi'
+    spec_dir.mkdir(exist_ok=True)
+    if spec is not None:
+        (spec_dir / 'nvidia.yaml').write_text(spec)
+    docker.info = {'ServerVersion': version, 'CDISpecDirs': [str(spec_dir)], 'Runtimes': {'runc': {}}}
+    return spec_dir
+
+
+def test_auto_uses_cdi_when_docker_has_it_and_a_spec_offers_the_gpu(capsys, docker, tmp_path):
+    spec_dir = with_cdi(docker, tmp_path)
+    result = run_module(capsys, {'models': [demo(gpus=[0]), demo('demo_b', 5002, gpus='all')]})
+    argv = docker.containers['demo_a']['argv']
+    assert '--gpus' not in argv
+    assert argv[argv.index('--device') + 1] == 'nvidia.com/gpu=0'
+    argv_b = docker.containers['demo_b']['argv']
+    assert argv_b[argv_b.index('--device') + 1] == 'nvidia.com/gpu=all'
+    assert result['gpu_request'] == {
+        'mode': 'auto', 'method': 'cdi', 'docker_version': '26.1.5+dfsg1', 'cdi_devices': ['0', 'all'],
+        'reason': 'Docker 26.1.5+dfsg1 has CDI enabled and %s/nvidia.yaml offers nvidia.com/gpu devices 0, all'
+                  % spec_dir}
+    assert [m['cdi_devices'] for m in result['models']] == [['0'], ['all']]
+    # Converged: the same choice gives the same config hash.
+    again = run_module(capsys, {'models': [demo(gpus=[0]), demo('demo_b', 5002, gpus='all')]})
+    assert again['changed'] is False
+    # Forcing --gpus is a different docker run: the containers are replaced.
+    forced = run_module(capsys, {'models': [demo(gpus=[0]), demo('demo_b', 5002, gpus='all')],
+                                 'gpu_request_mode': 'gpus'})
+    assert [m['action'] for m in forced['models']] == ['replaced', 'replaced']
+    argv = docker.containers['demo_a']['argv']
+    assert '--device' not in argv and argv[argv.index('--gpus') + 1] == '"device=0"'
+
+
+def test_auto_falls_back_to_gpus_and_keeps_the_old_config_hash(capsys, docker):
+    first = run_module(capsys, {'models': [demo(gpus=[0])], 'gpu_request_mode': 'gpus'})
+    result = run_module(capsys, {'models': [demo(gpus=[0])]})
+    assert result['gpu_request']['method'] == 'gpus'
+    assert result['gpu_request']['reason'] == 'Docker 24.0.7 has CDI support only from 25.0 on'
+    assert result['changed'] is False
+    assert result['models'][0]['config_hash'] == first['models'][0]['config_hash']
+
+
+def test_cdi_spec_without_the_gpu_is_refused_before_anything_changes(capsys, docker, tmp_path):
+    with_cdi(docker, tmp_path, spec=CDI_SPEC.replace('"0"', '"3"').replace('- name: all', '- name: "4"'))
+    result = run_module(capsys, {'models': [demo(gpus=[0])]})
+    assert result['failed'] is True
+    assert ('models[0] (demo_a): no CDI device for GPU 0 (%s): the nvidia.com/gpu spec offers 3, 4; regenerate it '
+            'with nvidia-ctk cdi generate after a driver or GPU change' % RTX_UUID) in result['msg']
+    assert docker.mutating_calls() == []
+
+
+@pytest.mark.parametrize('version, spec, message', [
+    ('24.0.7', CDI_SPEC, 'gpu_request_mode is cdi, but Docker 24.0.7 has no CDI support (it came in Docker 25.0)'),
+    ('26.1.5', None, 'gpu_request_mode is cdi, but no CDI spec in'),
+])
+def test_cdi_mode_refuses_with_what_to_do(capsys, docker, tmp_path, version, spec, message):
+    with_cdi(docker, tmp_path, version=version, spec=spec)
+    if version.startswith('24'):
+        docker.info.pop('CDISpecDirs')
+    result = run_module(capsys, {'models': [demo(gpus=[0])], 'gpu_request_mode': 'cdi'}, check_mode=True)
+    assert result['failed'] is True
+    assert result['msg'].startswith('Pre-flight refused the model list: ' + message)
+    assert docker.mutating_calls() == []
+
+
+def test_no_gpu_model_asks_docker_nothing(capsys, docker):
+    result = run_module(capsys, {'models': [demo(gpus='none')]})
+    assert result['gpu_request'] is None
+    assert [c for c in docker.calls if c[0][0] == 'info'] == []
+
+
+def test_smoke_prediction_only_for_a_model_changed_in_this_run(capsys, docker, monkeypatch):
+    sent = []
+
+    def predict(url, inputs, timeout, validate_certs=True):
+        sent.append(url)
+        return {'status': 'succeeded', 'output': 'ok', 'metrics': {}, 'http_status': 200}, None
+
+    monkeypatch.setattr(_cog_http, 'predict', predict)
+    args = {'models': [demo(smoke_input={'text': 'x'}), demo('demo_b', 5002, gpus='none', smoke_input={'text': 'y'})]}
+    run_module(capsys, args)
+    assert sent == ['http://127.0.0.1:5001', 'http://127.0.0.1:5002']
+    sent[:] = []
+    args['models'][1]['env'] = {'GREETING': 'changed'}
+    result = run_module(capsys, args)
+    # demo_a is unchanged (someone may be using it): health only; demo_b was replaced: smoke-tested.
+    assert sent == ['http://127.0.0.1:5002']
+    assert [m['smoke'] is None for m in result['models']] == [True, False]
+    assert [m['health'] for m in result['models']] == ['READY', 'READY']
 
 
 def test_env_change_recreates_only_that_model(capsys, docker):
