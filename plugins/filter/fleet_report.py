@@ -10,8 +10,8 @@ from __future__ import annotations
 from ansible_collections.homelab.gpu.plugins.module_utils import _report
 
 
-def host_status(probe, host, daemon_config=None, models=None, expected_models=None):
-    return _report.host_status(host, probe, daemon_config, models, expected_models)
+def host_status(probe, host, daemon_config=None, models=None, expected_models=None, models_info=None):
+    return _report.host_status(host, probe, daemon_config, models, expected_models, models_info)
 
 
 def report_text(statuses):

@@ -11,22 +11,68 @@ from __future__ import annotations
 import html
 
 READY = 'READY'
+BUSY = 'BUSY'
 
 
 def _mib(value):
     return None if value is None else int(value)
 
 
-def host_status(host, probe, daemon_config=None, models=None, expected_models=None):
+def _model_states(models, expected_models):
+    """Per model name: ``(text, problem or None)`` for the models that are not running.
+
+    A model stopped on purpose is no problem: its inventory entry says ``state: stopped``, an exclusive model of the
+    inventory runs on its GPU (an exclusive swap stopped it), or the inventory no longer lists it.
+    """
+    entries = {}
+    names_only = False
+    for wanted in expected_models or []:
+        if isinstance(wanted, dict):
+            entries[wanted.get('name')] = wanted
+        else:
+            names_only = True
+            entries[wanted] = {'name': wanted}
+    running = dict((m.get('name'), m) for m in models if m.get('state') == 'running')
+    out = {}
+    for model in models:
+        name = model.get('name')
+        if model.get('state') in ('running', None):
+            continue
+        entry = entries.get(name)
+        if entry is None:
+            if expected_models is not None and (entries or not names_only):
+                out[name] = ('stopped (not in the inventory)', None)
+            else:
+                out[name] = ('stopped', 'model %s is not running (%s)' % (name, model.get('state')))
+            continue
+        if (entry.get('state') or 'started') == 'stopped':
+            out[name] = ('stopped (as asked)', None)
+            continue
+        mine = set(model.get('gpu_uuids') or [])
+        swapped = sorted(other for other, e in entries.items()
+                         if other != name and e.get('exclusive') and (e.get('state') or 'started') == 'started'
+                         and other in running and mine & set(running[other].get('gpu_uuids') or []))
+        if swapped:
+            out[name] = ('stopped (as asked: exclusive %s)' % ', '.join(swapped), None)
+        else:
+            out[name] = ('stopped', 'model %s is not running (%s)' % (name, model.get('state')))
+    return out
+
+
+def host_status(host, probe, daemon_config=None, models=None, expected_models=None, models_info=None):
     """Combine one host's probes into the status record that the reports show.
 
     ``probe`` is the result of homelab.gpu.nvidia_smi_info, ``daemon_config`` the ``config`` that
-    homelab.gpu.docker_daemon_config read (None when Docker is not installed), ``models`` the
-    managed model containers as homelab.gpu.cog_models_info reports them, ``expected_models`` the
-    names the inventory wants running, or its ``cog_models`` entries (a missing one is a problem).
+    homelab.gpu.docker_daemon_config read (None when it was not read), ``models`` the managed model containers as
+    homelab.gpu.cog_models_info reports them, or ``models_info`` that module's whole result (models, the GPU
+    processes of no managed model, and the Docker engine), ``expected_models`` the names the inventory wants
+    running, or its ``cog_models`` entries (a missing one is a problem; a stopped one is fine when asked for).
     """
     probe = probe or {}
-    models = list(models or [])
+    info = models_info or {}
+    models = [dict(m) for m in (info.get('models') if models_info else models) or []]
+    docker = info.get('docker')
+    others = list(info.get('other_gpu_processes') or [])
     gpus = []
     for gpu in probe.get('gpus') or []:
         gpus.append({
@@ -38,6 +84,8 @@ def host_status(host, probe, daemon_config=None, models=None, expected_models=No
             'memory_free_mib': _mib(gpu.get('memory_free_mib')),
             'utilization_gpu_percent': gpu.get('utilization_gpu_percent'),
             'temperature_c': gpu.get('temperature_c'),
+            'power_draw_w': gpu.get('power_draw_w'),
+            'power_limit_w': gpu.get('power_limit_w'),
         })
     problems = []
     state = probe.get('state', 'unknown')
@@ -48,14 +96,25 @@ def host_status(host, probe, daemon_config=None, models=None, expected_models=No
     runtime_registered = None
     if daemon_config is not None:
         runtime_registered = 'nvidia' in ((daemon_config or {}).get('runtimes') or {})
-        if gpus and not runtime_registered:
-            problems.append('the nvidia runtime is not registered in daemon.json: run the nvidia_container_toolkit role')
+    gpu_access = None
+    if docker is not None:
+        gpu_access = bool(docker.get('gpu_access') or runtime_registered)
+        if gpus and not gpu_access:
+            problems.append('Docker cannot give a container a GPU: the nvidia runtime is not registered and no CDI '
+                            'spec of kind nvidia.com/gpu is in use: run the nvidia_container_toolkit role')
+    elif gpus and runtime_registered is False:
+        problems.append('the nvidia runtime is not registered in daemon.json: run the nvidia_container_toolkit role')
+    stopped = _model_states(models, expected_models)
     for model in models:
         health = model.get('health') or 'UNKNOWN'
-        if model.get('state') == 'running' and health != READY:
-            problems.append('model %s is %s' % (model.get('name'), health))
-        elif model.get('state') not in ('running', None) and model.get('desired_state', 'started') == 'started':
-            problems.append('model %s is not running (%s)' % (model.get('name'), model.get('state')))
+        if model.get('state') == 'running':
+            model['status_text'] = health
+            if health not in (READY, BUSY):
+                problems.append('model %s is %s' % (model.get('name'), health))
+        elif model.get('name') in stopped:
+            model['status_text'], problem = stopped[model.get('name')]
+            if problem:
+                problems.append(problem)
     present = set(m.get('name') for m in models)
     for wanted in expected_models or []:
         # Names, or the inventory's model entries (only those to be started count).
@@ -72,9 +131,17 @@ def host_status(host, probe, daemon_config=None, models=None, expected_models=No
         'driver_version': probe.get('driver_version'),
         'cuda_version': probe.get('cuda_version'),
         'runtime_registered': runtime_registered,
+        'gpu_access': gpu_access,
+        'docker_version': (docker or {}).get('server_version'),
+        'gpu_request_method': ('cdi' if (docker or {}).get('cdi_enabled') and (docker or {}).get('nvidia_cdi_devices')
+                               else ('nvidia runtime' if runtime_registered or 'nvidia' in ((docker or {}).get('runtimes') or [])
+                                     else None)),
+        'data_root': (docker or {}).get('data_root'),
+        'data_root_free_mib': (docker or {}).get('data_root_free_mib'),
         'reboot_required': bool(probe.get('reboot_required')),
         'gpus': gpus,
         'models': models,
+        'other_gpu_processes': others,
         'problems': problems,
     }
 
@@ -111,29 +178,63 @@ def _short_digest(image):
     return image
 
 
+def _num(value, unit, fmt='%d'):
+    return '-' if value is None else (fmt % value) + unit
+
+
 def _gpu_rows(status):
     for gpu in status['gpus']:
         yield [
             status['host'], str(gpu['index']), gpu['name'] or '-',
             '%s / %s / %s' % tuple('-' if v is None else str(v) for v in
                                    (gpu['memory_used_mib'], gpu['memory_free_mib'], gpu['memory_total_mib'])),
+            _num(gpu.get('utilization_gpu_percent'), ' %'), _num(gpu.get('temperature_c'), ' C'),
+            '%s / %s' % (_num(gpu.get('power_draw_w'), ' W', '%.0f'), _num(gpu.get('power_limit_w'), ' W', '%.0f')),
             status['driver_version'] or '-',
         ]
     if not status['gpus']:
-        yield [status['host'], '-', 'no GPU (%s)' % status['probe_state'], '-', status['driver_version'] or '-']
+        yield [status['host'], '-', 'no GPU (%s)' % status['probe_state'], '-', '-', '-', '-',
+               status['driver_version'] or '-']
+
+
+def gpu_memory_text(model):
+    """``'4616 MiB on GPU 0'`` for a model's GPU memory as cog_models_info maps it, ``'-'`` when it holds none."""
+    entries = model.get('gpu_memory') or []
+    if not entries:
+        return '-'
+    return ', '.join('%d MiB on GPU %s' % (e.get('used_mib') or 0, e.get('gpu_index')) for e in entries)
 
 
 def _model_rows(status):
     for model in status['models']:
         yield [
-            status['host'], model.get('name') or '-', model.get('health') or model.get('state') or '-',
-            str(model.get('port') or '-'), _short_digest(model.get('image_digest') or model.get('image')),
+            status['host'], model.get('name') or '-',
+            model.get('status_text') or model.get('health') or model.get('state') or '-',
+            str(model.get('port') or '-'), gpu_memory_text(model),
+            _short_digest(model.get('image_digest') or model.get('image')),
             _uptime(model.get('uptime_s')),
         ]
 
 
-GPU_HEADER = ['host', 'gpu', 'name', 'memory used / free / total MiB', 'driver']
-MODEL_HEADER = ['host', 'model', 'health', 'port', 'image', 'uptime']
+def _other_rows(status):
+    for proc in status.get('other_gpu_processes') or []:
+        where = ('container %s, not managed by homelab.gpu' % proc['container_id'][:12]
+                 if proc.get('container_id') else 'not in a container')
+        yield [status['host'], str(proc.get('gpu_index')), str(proc.get('pid')), proc.get('name') or '-',
+               '%d MiB' % (proc.get('used_mib') or 0), where]
+
+
+def _host_rows(status):
+    free = status.get('data_root_free_mib')
+    yield [status['host'], '%s / %s' % (status['driver_version'] or '-', status['cuda_version'] or '-'),
+           status.get('docker_version') or '-', status.get('gpu_request_method') or '-',
+           ('%s: %.1f GiB free' % (status.get('data_root'), free / 1024.0)) if free is not None else '-']
+
+
+GPU_HEADER = ['host', 'gpu', 'name', 'memory used / free / total MiB', 'util', 'temp', 'power draw / limit', 'driver']
+MODEL_HEADER = ['host', 'model', 'health', 'port', 'GPU memory', 'image', 'uptime']
+OTHER_HEADER = ['host', 'gpu', 'pid', 'process', 'GPU memory', 'where']
+HOST_HEADER = ['host', 'driver / CUDA', 'docker', 'GPU access', 'disk (Docker data root)']
 
 
 def _table(header, rows):
@@ -150,12 +251,20 @@ def _table(header, rows):
 
 def render_text(statuses):
     """A plain-text table for the end of a playbook run."""
-    out = ['GPUs']
+    out = ['Hosts']
+    out.extend(_table(HOST_HEADER, [r for s in statuses for r in _host_rows(s)]))
+    out.append('')
+    out.append('GPUs')
     out.extend(_table(GPU_HEADER, [r for s in statuses for r in _gpu_rows(s)]))
     model_rows = [r for s in statuses for r in _model_rows(s)]
     out.append('')
     out.append('Models')
     out.extend(_table(MODEL_HEADER, model_rows) if model_rows else ['(no managed models)'])
+    other_rows = [r for s in statuses for r in _other_rows(s)]
+    if other_rows:
+        out.append('')
+        out.append('GPU processes of no managed model')
+        out.extend(_table(OTHER_HEADER, other_rows))
     problems = [(s['host'], p) for s in statuses for p in s['problems']]
     out.append('')
     out.append('Problems')
@@ -173,11 +282,17 @@ def render_markdown(statuses, generated_at=''):
     out = ['# GPU fleet status', '']
     if generated_at:
         out.extend(['Generated %s.' % generated_at, ''])
-    out.extend(['## GPUs', ''])
+    out.extend(['## Hosts', ''])
+    out.extend(_md_table(HOST_HEADER, [r for s in statuses for r in _host_rows(s)]))
+    out.extend(['', '## GPUs', ''])
     out.extend(_md_table(GPU_HEADER, [r for s in statuses for r in _gpu_rows(s)]))
     out.extend(['', '## Models', ''])
     model_rows = [r for s in statuses for r in _model_rows(s)]
     out.extend(_md_table(MODEL_HEADER, model_rows) if model_rows else ['No managed models.'])
+    other_rows = [r for s in statuses for r in _other_rows(s)]
+    if other_rows:
+        out.extend(['', '## GPU processes of no managed model', ''])
+        out.extend(_md_table(OTHER_HEADER, other_rows))
     out.extend(['', '## Problems', ''])
     problems = ['- **%s**: %s' % (s['host'], p) for s in statuses for p in s['problems']]
     out.extend(problems or ['None.'])
@@ -201,6 +316,9 @@ th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eceff4}
 .READY{color:#15803d;font-weight:600}.bad{color:#b91c1c;font-weight:600}
 .problems li{color:#b91c1c}
 .ok{color:#15803d}
+.stopped{color:#5b6475}
+.sensors{color:#5b6475;font-size:.8rem;margin-top:.2rem}
+h3{font-size:.95rem;margin:.9rem 0 .3rem}
 """
 
 
@@ -217,8 +335,11 @@ def render_html(statuses, generated_at=''):
         ('<span class="bad">%d problem(s)</span>' % total_problems) if total_problems else '<span class="ok">no problems</span>',
         (' &middot; generated %s' % e(generated_at)) if generated_at else ''))
     for status in statuses:
+        host_row = next(_host_rows(status))
         parts.append('<section class="host" data-host="%s"><h2>%s <span class="driver">driver %s, CUDA %s</span></h2>' % (
             e(status['host']), e(status['host']), e(status['driver_version'] or '-'), e(status['cuda_version'] or '-')))
+        parts.append('<div class="meta">Docker %s &middot; GPU access: %s &middot; %s</div>' % (
+            e(host_row[2]), e(host_row[3]), e(host_row[4])))
         if not status['gpus']:
             parts.append('<p>No GPU (%s).</p>' % e(status['probe_state']))
         for gpu in status['gpus']:
@@ -228,19 +349,30 @@ def render_html(statuses, generated_at=''):
                 '<div class="gpu" data-gpu="%s"><div class="gpu-name"><span>GPU %s &middot; %s</span>'
                 '<span>%s MiB used &middot; %s MiB free &middot; %s MiB total</span></div>'
                 '<div class="bar" role="meter" aria-valuemin="0" aria-valuemax="%s" aria-valuenow="%s" '
-                'title="%.0f%% used"><div class="fill %s" style="width:%.1f%%"></div></div></div>' % (
+                'title="%.0f%% used"><div class="fill %s" style="width:%.1f%%"></div></div>'
+                '<div class="sensors">utilisation %s &middot; %s &middot; power %s of %s</div></div>' % (
                     e(str(gpu['uuid'] or gpu['index'])), e(str(gpu['index'])), e(gpu['name'] or '-'),
                     gpu['memory_used_mib'], gpu['memory_free_mib'], gpu['memory_total_mib'],
-                    gpu['memory_total_mib'] or 0, gpu['memory_used_mib'] or 0, pct, cls, pct))
+                    gpu['memory_total_mib'] or 0, gpu['memory_used_mib'] or 0, pct, cls, pct,
+                    e(_num(gpu.get('utilization_gpu_percent'), ' %')), e(_num(gpu.get('temperature_c'), ' \u00b0C')),
+                    e(_num(gpu.get('power_draw_w'), ' W', '%.0f')), e(_num(gpu.get('power_limit_w'), ' W', '%.0f'))))
         if status['models']:
             parts.append('<table><thead><tr>%s</tr></thead><tbody>' % ''.join('<th>%s</th>' % h for h in MODEL_HEADER[1:]))
             for row in _model_rows(status):
                 health = row[2]
-                parts.append('<tr><td>%s</td><td class="%s">%s</td><td>%s</td><td><code>%s</code></td><td>%s</td></tr>' % (
-                    e(row[1]), 'READY' if health == READY else 'bad', e(health), e(row[3]), e(row[4]), e(row[5])))
+                cls = 'READY' if health in (READY, BUSY) else ('stopped' if health.startswith('stopped (') else 'bad')
+                parts.append('<tr><td>%s</td><td class="%s">%s</td><td>%s</td><td>%s</td><td><code>%s</code></td>'
+                             '<td>%s</td></tr>' % (e(row[1]), cls, e(health), e(row[3]), e(row[4]), e(row[5]),
+                                                   e(row[6])))
             parts.append('</tbody></table>')
         else:
             parts.append('<p>No managed models.</p>')
+        others = list(_other_rows(status))
+        if others:
+            parts.append('<h3>GPU processes of no managed model</h3><table class="others"><thead><tr>%s</tr></thead>'
+                         '<tbody>%s</tbody></table>' % (
+                             ''.join('<th>%s</th>' % h for h in OTHER_HEADER[1:]),
+                             ''.join('<tr>%s</tr>' % ''.join('<td>%s</td>' % e(c) for c in r[1:]) for r in others)))
         if status['problems']:
             parts.append('<ul class="problems">%s</ul>' % ''.join('<li>%s</li>' % e(p) for p in status['problems']))
         parts.append('</section>')

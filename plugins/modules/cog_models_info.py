@@ -34,9 +34,22 @@ options:
   docker_path:
     description: Path of the docker CLI. Default is C(docker) from C(PATH).
     type: path
+  gpu_info:
+    description:
+      - The result of M(homelab.gpu.nvidia_smi_info) for this host, to reuse instead of running nvidia-smi again.
+        Its per-GPU C(processes) give each model's GPU memory.
+      - When not given, the module runs C(nvidia-smi -q -x) once if nvidia-smi is on E(PATH) (or at
+        O(nvidia_smi_path)); without it, RV(models[].gpu_memory) stays empty.
+    type: dict
+  nvidia_smi_path:
+    description: nvidia-smi binary to run when O(gpu_info) is not given. Searched on E(PATH) when not set.
+    type: path
 notes:
   - When Docker is not installed or its daemon does not answer, the module does not fail; RV(docker_answers) is
     V(false) and RV(models) is empty.
+  - GPU memory is matched to a model through the processes that nvidia-smi lists, each with its host PID: the
+    C(/proc/<pid>/cgroup) of a model's GPU process (for cog images, the worker under the container's init) names
+    the container. Run it with become, so that every process can be read.
 """
 
 EXAMPLES = r"""
@@ -47,6 +60,13 @@ EXAMPLES = r"""
 - name: Show the ones that are not READY
   ansible.builtin.debug:
     msg: "{{ models.models | rejectattr('health', 'equalto', 'READY') | map(attribute='name') }}"
+
+- name: How much GPU memory each model holds
+  ansible.builtin.debug:
+    msg: "{{ item.name }} uses {{ item.gpu_memory_mib }} MiB"
+  loop: "{{ models.models }}"
+  loop_control:
+    label: "{{ item.name }}"
 """
 
 RETURN = r"""
@@ -122,14 +142,86 @@ models:
       type: list
       elements: str
       sample: [GPU-d85fcc1e-1280-17c7-c4ae-49c25c444478]
+    gpu_memory:
+      description: GPU memory that the container's processes hold now, as nvidia-smi counts it, one entry per GPU.
+      type: list
+      elements: dict
+      sample: [{gpu_index: 0, gpu_uuid: GPU-d85fcc1e-1280-17c7-c4ae-49c25c444478, used_mib: 4616, pids: [5638]}]
+    gpu_memory_mib:
+      description: The sum of RV(models[].gpu_memory[].used_mib).
+      type: int
+      sample: 4616
+other_gpu_processes:
+  description:
+    - GPU processes that belong to no managed model (another container, or a process on the host), as nvidia-smi
+      lists them. C(container_id) is set when the process runs in a container that homelab.gpu does not manage.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{gpu_index: 0, gpu_uuid: GPU-d85f..., pid: 2211, name: /usr/lib/xorg/Xorg, used_mib: 120, container_id: null}]
+gpu_probe_state:
+  description: The state of the nvidia-smi probe the GPU memory comes from (V(ok), V(not_installed), ...).
+  returned: always
+  type: str
+  sample: ok
+docker:
+  description:
+    - The Docker engine, its data root and how it can hand a GPU to a container; V(null) when Docker did not answer.
+  returned: always
+  type: dict
+  contains:
+    server_version:
+      description: Docker Engine version.
+      type: str
+      sample: 26.1.5+dfsg1
+    data_root:
+      description: Docker's data root (images, containers).
+      type: str
+      sample: /var/lib/docker
+    data_root_free_mib:
+      description: Free space under the data root in MiB, V(null) when it cannot be read.
+      type: int
+      sample: 412300
+    cdi_enabled:
+      description: Whether Docker reads CDI specs (it lists CDI spec directories).
+      type: bool
+      sample: true
+    cdi_spec_dirs:
+      description: The CDI spec directories Docker reads.
+      type: list
+      elements: str
+      sample: [/etc/cdi, /var/run/cdi]
+    nvidia_cdi_devices:
+      description: The C(nvidia.com/gpu) device names that the CDI specs offer.
+      type: list
+      elements: str
+      sample: ['0', all]
+    nvidia_cdi_specs:
+      description: The CDI spec files of kind C(nvidia.com/gpu).
+      type: list
+      elements: str
+      sample: [/etc/cdi/nvidia.yaml]
+    runtimes:
+      description: The runtimes Docker knows (C(nvidia) once the toolkit's runtime is registered).
+      type: list
+      elements: str
+      sample: [io.containerd.runc.v2, runc]
+    gpu_access:
+      description: Whether a container can be given a GPU, through the C(nvidia) runtime or through CDI.
+      type: bool
+      sample: true
 """
 
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.homelab.gpu.plugins.module_utils import _cdi
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
+from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
+from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 from ansible_collections.homelab.gpu.plugins.module_utils._common import run_command
 
 
@@ -173,6 +265,8 @@ class CogModelsInfo:
             'uptime_s': int(now - started) if (summary['running'] and started) else None,
             'restart_count': summary['restart_count'],
             'gpu_uuids': summary['gpu_uuids'],
+            'gpu_memory': [],
+            'gpu_memory_mib': 0,
         }
         if summary['running'] and port:
             url = 'http://%s:%d' % (_cog.poll_host(bind), port)
@@ -185,20 +279,60 @@ class CogModelsInfo:
                     model['setup_logs_tail'] = _cog.tail(health['setup_logs'], 20)
         return model
 
+    def gpu_info(self):
+        info = self.params['gpu_info']
+        if info:
+            return info
+        path = self.params['nvidia_smi_path'] or self.module.get_bin_path('nvidia-smi')
+        if not path:
+            return {'state': _nvidia_smi.STATE_NOT_INSTALLED, 'gpus': []}
+        cmd = run_command(self.module, [path, '-q', '-x'], timeout=30)
+        return _nvidia_smi.classify(cmd.rc, cmd.stdout, cmd.stderr, timed_out=cmd.timed_out, timeout=30)
+
+    def docker_facts(self, docker):
+        found = _cdi.probe(lambda argv, timeout: run_command(self.module, argv, timeout=timeout), docker)
+        info = found['info']
+        if info is None:
+            return None
+        free = None
+        if info['docker_root_dir']:
+            try:
+                stat = os.statvfs(info['docker_root_dir'])
+                free = stat.f_bavail * stat.f_frsize // (1024 * 1024)
+            except OSError:
+                free = None
+        return {'server_version': info['server_version'], 'data_root': info['docker_root_dir'],
+                'data_root_free_mib': free, 'cdi_enabled': info['cdi_enabled'],
+                'cdi_spec_dirs': info['cdi_spec_dirs'], 'nvidia_cdi_devices': found['devices']['devices'],
+                'nvidia_cdi_specs': found['devices']['files'], 'runtimes': info['runtimes'],
+                'gpu_access': _cdi.gpu_access_ok(info, found['devices'])}
+
     def run(self):
+        result = {'changed': False, 'docker_answers': False, 'models': [], 'message': '', 'other_gpu_processes': [],
+                  'gpu_probe_state': None, 'docker': None}
         docker = self.docker()
         if not docker:
-            return {'changed': False, 'docker_answers': False, 'models': [],
-                    'message': 'docker is not installed: run the homelab.gpu.docker role'}
+            return dict(result, message='docker is not installed: run the homelab.gpu.docker role')
         containers, error = self.read(docker)
         if containers is None:
-            return {'changed': False, 'docker_answers': False, 'models': [], 'message': error}
+            return dict(result, message=error)
         wanted = set(self.params['names'])
         now = time.time()
         models = [self.describe(summary, now) for name, summary in sorted(containers.items())
                   if summary['managed'] and (not wanted or name in wanted)
                   and not name.endswith(_cog.PREVIOUS_SUFFIX)]
-        return {'changed': False, 'docker_answers': True, 'models': models, 'message': ''}
+        probe = self.gpu_info()
+        gpus = probe.get('gpus') or []
+        names = dict((c['id'], name) for name, c in containers.items() if c['managed'])
+        by_model, others = _gpu_procs.attribute(gpus, _gpu_procs.read_cgroups(_gpu_procs.gpu_pids(gpus)), names)
+        for model in models:
+            model['gpu_memory'] = by_model.get(model['name'], [])
+            model['gpu_memory_mib'] = sum(e['used_mib'] for e in model['gpu_memory'])
+        if wanted:
+            # Memory of a managed model left out by names is still a model's, not someone else's.
+            others = [p for p in others if p['container_id'] not in names]
+        return dict(result, docker_answers=True, models=models, other_gpu_processes=others,
+                    gpu_probe_state=probe.get('state'), docker=self.docker_facts(docker))
 
 
 def main():
@@ -207,6 +341,8 @@ def main():
             names=dict(type='list', elements='str', default=[]),
             health_timeout=dict(type='float', default=2.0),
             docker_path=dict(type='path'),
+            gpu_info=dict(type='dict'),
+            nvidia_smi_path=dict(type='path'),
         ),
         supports_check_mode=True,
     )

@@ -24,7 +24,7 @@ RUNNING_READY = {'name': 'llama_tiny', 'state': 'running', 'health': 'READY', 'p
                  'uptime_s': 3725}
 RUNNING_FAILED = {'name': 'sdxl', 'state': 'running', 'health': 'SETUP_FAILED', 'port': 5001,
                   'image': 'r8.im/stability-ai/sdxl:latest', 'uptime_s': 42}
-STOPPED = {'name': 'whisper', 'state': 'exited', 'health': None, 'port': 5002, 'desired_state': 'stopped'}
+STOPPED = {'name': 'whisper', 'state': 'exited', 'health': None, 'port': 5002}
 STOPPED_UNWANTED = {'name': 'flux', 'state': 'exited', 'health': None, 'port': 5003}
 RUNTIME = {'runtimes': {'nvidia': {'path': '/usr/bin/nvidia-container-runtime'}}}
 
@@ -35,7 +35,7 @@ RUNTIME = {'runtimes': {'nvidia': {'path': '/usr/bin/nvidia-container-runtime'}}
      ['the nvidia runtime is not registered in daemon.json: run the nvidia_container_toolkit role']),
     ('h100x1-580.159.04-idle.xml', 0, None, [], 1, []),
     ('handmade-rtx3050-8gb-consumer.xml', 0, RUNTIME, [RUNNING_READY, RUNNING_FAILED, STOPPED, STOPPED_UNWANTED], 1,
-     ['model sdxl is SETUP_FAILED', 'model flux is not running (exited)']),
+     ['model sdxl is SETUP_FAILED', 'model whisper is not running (exited)', 'model flux is not running (exited)']),
     ('handmade-driver-library-mismatch.stdout.txt', 18, RUNTIME, [], 0,
      ['reboot required: nvidia-smi: Failed to initialize NVML: Driver/library version mismatch']),
 ])
@@ -71,9 +71,21 @@ def test_uptime(seconds, text):
     assert _report._uptime(seconds) == text  # pylint: disable=protected-access
 
 
+GPU_MEMORY = [{'gpu_index': 0, 'gpu_uuid': 'GPU-5a0e2c1d-8b7f-4e3a-9c61-2f4d7b8e9a10', 'used_mib': 4616,
+               'pids': [5638]}]
+MODELS_INFO = {
+    'models': [dict(RUNNING_READY, gpu_memory=GPU_MEMORY, gpu_memory_mib=4616), RUNNING_FAILED],
+    'other_gpu_processes': [{'gpu_index': 0, 'gpu_uuid': 'GPU-5a0e2c1d-8b7f-4e3a-9c61-2f4d7b8e9a10', 'pid': 2211,
+                             'name': '/usr/lib/xorg/Xorg', 'used_mib': 120, 'container_id': None}],
+    'docker': {'server_version': '26.1.5', 'data_root': '/var/lib/docker', 'data_root_free_mib': 412300,
+               'cdi_enabled': True, 'cdi_spec_dirs': ['/etc/cdi'], 'nvidia_cdi_devices': ['0', 'all'],
+               'nvidia_cdi_specs': ['/etc/cdi/nvidia.yaml'], 'runtimes': ['runc'], 'gpu_access': True},
+}
+
+
 def _statuses():
     return [
-        _report.host_status('gpubox', probe('handmade-rtx3050-8gb-consumer.xml'), RUNTIME, [RUNNING_READY, RUNNING_FAILED]),
+        _report.host_status('gpubox', probe('handmade-rtx3050-8gb-consumer.xml'), models_info=MODELS_INFO),
         _report.host_status('cpubox', {'state': 'not_installed', 'message': 'nvidia-smi is not installed.'}, None, []),
     ]
 
@@ -83,7 +95,9 @@ def test_text_report():
     gpu = probe('handmade-rtx3050-8gb-consumer.xml')['gpus'][0]
     assert re.search(r'gpubox\s+0\s+%s\s+%d / %d / %d' % (re.escape(gpu['name']), gpu['memory_used_mib'],
                                                           gpu['memory_free_mib'], gpu['memory_total_mib']), text)
-    assert re.search(r'llama_tiny\s+READY\s+5000\s+sha256:8e6975e5ed61\s+1h02m', text)
+    assert re.search(r'llama_tiny\s+READY\s+5000\s+4616 MiB on GPU 0\s+sha256:8e6975e5ed61\s+1h02m', text)
+    assert re.search(r'gpubox\s+0\s+2211\s+/usr/lib/xorg/Xorg\s+120 MiB\s+not in a container', text)
+    assert re.search(r'gpubox\s+[0-9.]+ / [0-9.]+\s+26.1.5\s+cdi\s+/var/lib/docker: 402.6 GiB free', text)
     assert 'gpubox: model sdxl is SETUP_FAILED' in text
     assert 'cpubox: GPU probe state not_installed' in text
 
@@ -91,7 +105,8 @@ def test_text_report():
 def test_markdown_report():
     md = _report.render_markdown(_statuses(), generated_at='2026-11-27 10:00')
     assert md.startswith('# GPU fleet status\n')
-    assert '| gpubox | llama_tiny | READY | 5000 | sha256:8e6975e5ed61 | 1h02m |' in md
+    assert '| gpubox | llama_tiny | READY | 5000 | 4616 MiB on GPU 0 | sha256:8e6975e5ed61 | 1h02m |' in md
+    assert '## GPU processes of no managed model' in md
     assert '- **gpubox**: model sdxl is SETUP_FAILED' in md
 
 
@@ -149,3 +164,55 @@ def test_expected_models_from_inventory_entries():
     status = _report.host_status('gpubox', probe('h100x1-580.159.04-idle.xml'), RUNTIME, [RUNNING_READY],
                                  expected_models=inventory)
     assert status['problems'] == ['model sdxl is in the inventory but not deployed']
+
+
+def test_cdi_only_host_is_not_a_problem():
+    """A host whose containers get the GPU through CDI has no nvidia runtime in daemon.json, and needs none."""
+    ready_only = dict(MODELS_INFO, models=MODELS_INFO['models'][:1])
+    status = _report.host_status('gpubox', probe('h100x1-580.159.04-idle.xml'), {}, models_info=ready_only)
+    assert status['problems'] == []
+    assert status['gpu_request_method'] == 'cdi'
+    no_access = dict(ready_only, docker=dict(MODELS_INFO['docker'], gpu_access=False, cdi_enabled=False))
+    status = _report.host_status('gpubox', probe('h100x1-580.159.04-idle.xml'), {}, models_info=no_access)
+    assert status['problems'] == ['Docker cannot give a container a GPU: the nvidia runtime is not registered and no '
+                                  'CDI spec of kind nvidia.com/gpu is in use: run the nvidia_container_toolkit role']
+    # Registered in daemon.json although docker info lists no runtime yet (Docker not restarted): not a problem.
+    status = _report.host_status('gpubox', probe('h100x1-580.159.04-idle.xml'), RUNTIME, models_info=no_access)
+    assert status['problems'] == []
+
+
+def test_stopped_on_purpose_is_not_a_problem():
+    uuid = 'GPU-5a0e2c1d-8b7f-4e3a-9c61-2f4d7b8e9a10'
+    models = [dict(RUNNING_READY, name='sdxl', gpu_uuids=[uuid]),
+              dict(STOPPED, name='llama_tiny', gpu_uuids=[uuid]),
+              dict(STOPPED, name='whisper', gpu_uuids=[uuid]),
+              dict(STOPPED, name='flux', gpu_uuids=['GPU-other']),
+              dict(STOPPED, name='retired', gpu_uuids=[uuid])]
+    inventory = [{'name': 'sdxl', 'exclusive': True}, {'name': 'llama_tiny'}, {'name': 'whisper', 'state': 'stopped'},
+                 {'name': 'flux'}]
+    status = _report.host_status('gpubox', probe('h100x1-580.159.04-idle.xml'), RUNTIME, models, inventory)
+    texts = dict((m['name'], m['status_text']) for m in status['models'])
+    assert texts == {'sdxl': 'READY', 'llama_tiny': 'stopped (as asked: exclusive sdxl)',
+                     'whisper': 'stopped (as asked)', 'flux': 'stopped', 'retired': 'stopped (not in the inventory)'}
+    # flux shares no GPU with the exclusive model: nobody asked for it to stop.
+    assert status['problems'] == ['model flux is not running (exited)']
+    text = _report.render_text([status])
+    assert re.search(r'llama_tiny\s+stopped \(as asked: exclusive sdxl\)', text)
+
+
+def test_busy_is_healthy():
+    status = _report.host_status('gpubox', probe('h100x1-580.159.04-idle.xml'), RUNTIME,
+                                 [dict(RUNNING_READY, health='BUSY')])
+    assert status['problems'] == []
+
+
+def test_gpu_sensors_in_every_rendering():
+    status = _report.host_status('gpubox', probe('h100x1-580.159.04-busy.xml'), RUNTIME, [])
+    gpu = status['gpus'][0]
+    assert gpu['temperature_c'] is not None and gpu['power_draw_w'] is not None
+    text = _report.render_text([status])
+    assert '%d C' % gpu['temperature_c'] in text
+    assert '%.0f W / %.0f W' % (gpu['power_draw_w'], gpu['power_limit_w']) in text
+    page = _report.render_html([status])
+    assert '%d \u00b0C' % gpu['temperature_c'] in page
+    assert 'power %.0f W of %.0f W' % (gpu['power_draw_w'], gpu['power_limit_w']) in page

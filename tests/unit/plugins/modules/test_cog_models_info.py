@@ -56,8 +56,17 @@ def inspect_entry(name, port, running=True, managed=True, image='127.0.0.1:5000/
     }
 
 
+DOCKER_INFO = CommandResult(0, json.dumps({'ServerVersion': '26.1.5', 'CDISpecDirs': [],
+                                           'Runtimes': {'runc': {}, 'nvidia': {}}}), '', False)
+NO_GPU = {'state': 'not_installed', 'gpus': []}
+
+
 def run_module(monkeypatch, args, answers):
     calls = []
+    answers = dict(answers)
+    answers.setdefault('info', DOCKER_INFO)
+    args = dict(args)
+    args.setdefault('gpu_info', NO_GPU)
 
     def fake_run(module, argv, timeout=None, data=None):
         calls.append(argv)
@@ -92,7 +101,13 @@ def test_reports_models_with_health_and_uptime(monkeypatch, capsys, cog):
     assert whisper['health'] is None and whisper['uptime_s'] is None and whisper['state'] == 'exited'
     # One ps filtered on the managed label, one inspect for all of them.
     assert calls[0][1:] == ['ps', '--all', '--quiet', '--no-trunc', '--filter', 'label=homelab.gpu.managed=true']
-    assert len(calls) == 2
+    # Then docker info, for how Docker hands out GPUs.
+    assert calls[2][1:] == ['info', '--format', '{{json .}}']
+    assert len(calls) == 3
+    assert result['docker'] == {'server_version': '26.1.5', 'data_root': None, 'data_root_free_mib': None,
+                                'cdi_enabled': False, 'cdi_spec_dirs': [],
+                                    'nvidia_cdi_devices': [], 'nvidia_cdi_specs': [],
+                                    'runtimes': ['nvidia', 'runc'], 'gpu_access': True}
 
 
 def test_setup_failed_carries_the_logs(monkeypatch, capsys, cog):
@@ -136,3 +151,50 @@ def test_names_filter(monkeypatch, capsys, cog):
         'container': CommandResult(0, json.dumps(entries), '', False),
     })
     assert [m['name'] for m in result_of(capsys)['models']] == ['b']
+
+
+def test_gpu_memory_per_model_and_other_processes(monkeypatch, capsys, cog):
+    HealthStandIn.status = 'READY'
+    entries = [inspect_entry('llama_tiny', cog), inspect_entry('whisper', cog, running=False)]
+    llama_id, whisper_id = entries[0]['Id'], entries[1]['Id']
+    gpu_info = {'state': 'ok', 'gpus': [{'index': 0, 'uuid': 'GPU-1', 'processes': [
+        {'pid': 5638, 'name': 'python', 'used_memory_mib': 4616},
+        {'pid': 2211, 'name': '/usr/lib/xorg/Xorg', 'used_memory_mib': 120}]}]}
+    # The worker's cgroup names the llama_tiny container (ids in the stand-in inspect are not 64 hex: use real ones).
+    llama_full = 'd' * 64
+    entries[0]['Id'] = llama_full
+    monkeypatch.setattr(cog_models_info._gpu_procs, 'read_cgroups', lambda pids: {
+        5638: '0::/docker/%s\n' % llama_full, 2211: '0::/user.slice/user-1000.slice/session-2.scope\n'})
+    run_module(monkeypatch, {'gpu_info': gpu_info}, {
+        'ps': CommandResult(0, llama_full + '\n' + whisper_id, '', False),
+        'container': CommandResult(0, json.dumps(entries), '', False),
+    })
+    result = result_of(capsys)
+    llama, whisper = result['models']
+    assert llama['gpu_memory'] == [{'gpu_index': 0, 'gpu_uuid': 'GPU-1', 'used_mib': 4616, 'pids': [5638]}]
+    assert llama['gpu_memory_mib'] == 4616
+    assert whisper['gpu_memory'] == [] and whisper['gpu_memory_mib'] == 0
+    assert result['other_gpu_processes'] == [{'gpu_index': 0, 'gpu_uuid': 'GPU-1', 'pid': 2211,
+                                              'name': '/usr/lib/xorg/Xorg', 'used_mib': 120, 'container_id': None}]
+    assert result['gpu_probe_state'] == 'ok'
+    assert llama_id != llama_full
+
+
+def test_cdi_only_host_has_gpu_access(monkeypatch, capsys, tmp_path):
+    (tmp_path / 'nvidia.yaml').write_text('cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: "0"\n'
+                                          '  containerEdits: {deviceNodes: [{path: /dev/nvidia0}]}\n')
+    info = CommandResult(0, json.dumps({'ServerVersion': '26.1.5', 'CDISpecDirs': [str(tmp_path)],
+                                        'Runtimes': {'runc': {}}}), '', False)
+    run_module(monkeypatch, {}, {'ps': CommandResult(0, '', '', False), 'info': info})
+    result = result_of(capsys)
+    assert result['docker']['gpu_access'] is True
+    assert result['docker']['nvidia_cdi_devices'] == ['0']
+    assert result['docker']['runtimes'] == ['runc']
+
+
+def test_free_disk_under_the_data_root(monkeypatch, capsys, tmp_path):
+    info = CommandResult(0, json.dumps({'ServerVersion': '26.1.5', 'DockerRootDir': str(tmp_path)}), '', False)
+    run_module(monkeypatch, {}, {'ps': CommandResult(0, '', '', False), 'info': info})
+    docker = result_of(capsys)['docker']
+    assert docker['data_root'] == str(tmp_path)
+    assert isinstance(docker['data_root_free_mib'], int) and docker['data_root_free_mib'] > 0
