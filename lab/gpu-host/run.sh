@@ -101,21 +101,34 @@ cat >"$GPU_RUN_DIR/a.yml" <<'EOF'
 cog_models:
   - {name: model_a, image: "homelab-gpu-test/model-a:1", port: 5000, gpus: [0], vram_mib: 5000, smoke_input: {n: 2048}}
 EOF
+# model_b takes GPU 0 for itself: exclusive stops the other managed models there (model_a is no longer listed).
 cat >"$GPU_RUN_DIR/b.yml" <<'EOF'
 cog_models:
-  - {name: model_a, image: "homelab-gpu-test/model-a:1", port: 5000, gpus: [0], state: stopped}
   - {name: model_b, image: "homelab-gpu-test/model-b:1", port: 5001, gpus: [0], vram_mib: 7000, exclusive: true,
      smoke_input: {n: 2048}}
 EOF
 cat >"$GPU_RUN_DIR/b-broken.yml" <<'EOF'
 cog_models:
-  - {name: model_a, image: "homelab-gpu-test/model-a:1", port: 5000, gpus: [0], state: stopped}
   - {name: model_b, image: "homelab-gpu-test/model-b:2-broken", port: 5001, gpus: [0], vram_mib: 7000,
      exclusive: true, smoke_input: {n: 2048}}
 EOF
+# The inventory as its owner keeps it after the swap: model_a listed, stopped on purpose.
+cat >"$GPU_RUN_DIR/inventory-after.yml" <<'EOF'
+cog_models:
+  - {name: model_a, image: "homelab-gpu-test/model-a:1", port: 5000, gpus: [0], state: stopped}
+  - {name: model_b, image: "homelab-gpu-test/model-b:1", port: 5001, gpus: [0], vram_mib: 7000, exclusive: true}
+EOF
 
 step "1. provision in check mode: what each role decides on this Ubuntu 24.04 machine"
-play provision-check homelab.gpu.provision "${INV[@]}" --check --diff -e nvidia_container_toolkit_cdi=true
+# Docker's and NVIDIA's key servers are unreachable from here: a local stand-in file takes each key's place,
+# so that check mode gets past the download and every role says what it would do.
+echo "stand-in: the repository's real key cannot be downloaded on this machine" >"$GPU_RUN_DIR/standin-key.asc"
+play provision-check homelab.gpu.provision "${INV[@]}" --check --diff -e nvidia_container_toolkit_cdi=true \
+  -e "docker_repo_key_url=file://$GPU_RUN_DIR/standin-key.asc" \
+  -e "nvidia_container_toolkit_repo_key_url=file://$GPU_RUN_DIR/standin-key.asc"
+
+step "1b. the GPU-in-container check, for real: a container gets the GPU through CDI and sees the host's UUID"
+play verify "$HERE/verify.yml" "${INV[@]}" -v
 
 step "2. a model that needs more than the GPU's real free memory is refused before anything changes"
 smi
@@ -141,9 +154,10 @@ nvidia-smi -q -x >"$OUTDIR/h100-580-coglet-model.xml"
 
 step "4. the status report (text; Markdown and HTML are written too)"
 play status-a homelab.gpu.status "${INV[@]}" -e "@$GPU_RUN_DIR/a.yml"
-cp "$GPU_RUN_DIR/status/status.md" "$OUTDIR/status-a.md"; cp "$GPU_RUN_DIR/status/status.html" "$OUTDIR/status-a.html"
+cp "$GPU_RUN_DIR/status/status.html" "$OUTDIR/status-a.html"
 
 step "5. exclusive swap: model_b (6 GiB of weights) replaces model_a on GPU 0"
+smi
 play swap homelab.gpu.deploy "${INV[@]}" -e "@$GPU_RUN_DIR/b.yml" -v
 smi
 docker ps -a --format '{{.Names}} {{.Status}}'
@@ -159,7 +173,8 @@ play rerun homelab.gpu.deploy "${INV[@]}" -e "@$GPU_RUN_DIR/b.yml"
 smi
 
 step "8. the status report after the swap"
-play status-b homelab.gpu.status "${INV[@]}" -e "@$GPU_RUN_DIR/b.yml"
+play status-b homelab.gpu.status "${INV[@]}" -e "@$GPU_RUN_DIR/inventory-after.yml"
+cp "$GPU_RUN_DIR/status/status.md" "$OUTDIR/status-b.md"
 cp "$GPU_RUN_DIR/status/status.html" "$OUTDIR/status-b.html"
 
 step "clean up: the model containers go, GPU memory comes back"
