@@ -11,6 +11,7 @@ from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'nvidia-smi')
+CGROUPS = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'cgroup')
 CID_A = 'a' * 12 + '0123456789abcdef' * 3 + 'b' * 4
 CID_B = 'c' * 64
 
@@ -63,3 +64,15 @@ def test_read_cgroups(tmp_path):
     (tmp_path / '42' / 'cgroup').write_text('0::/docker/%s\n' % CID_B)
     assert _gpu_procs.read_cgroups([42, 43, None], proc_root=str(tmp_path)) == {42: '0::/docker/%s\n' % CID_B}
     assert _gpu_procs.gpu_pids([{'processes': [{'pid': 3}, {'pid': 1}, {'pid': None}]}, {}]) == [1, 3]
+
+
+def test_real_coglet_worker_maps_to_its_container():
+    """Recorded together on a lent H100: nvidia-smi during a model's life, and its GPU process's cgroup file."""
+    found = gpus('h100x1-580.159.04-coglet-model.xml')
+    with open(os.path.join(CGROUPS, 'h100-coglet-worker.cgroup')) as handle:
+        cgroup = handle.read()
+    container_id = '3733f8e79d495657e4ec340ebe8136d9d5129a355f23251b3fc673dc9efd3907'
+    assert _gpu_procs.container_id_from_cgroup(cgroup) == container_id
+    by_container, others = _gpu_procs.attribute(found, {1617: cgroup}, {container_id: 'model_a'})
+    assert _gpu_procs.describe(by_container['model_a']) == '6214 MiB on GPU 0'
+    assert others == []

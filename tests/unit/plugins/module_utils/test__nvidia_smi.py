@@ -136,6 +136,7 @@ ERROR_ADVICE = 'Run "nvidia-smi -q" on the host to see the error.'
 CLASSIFY_CASES = {
     'h100x1-580.159.04-idle.xml': (0, '', 'ok', False, 1, '1 GPU, driver 580.159.04, CUDA 13.0'),
     'h100x1-580.159.04-busy.xml': (0, '', 'ok', False, 1, '1 GPU, driver 580.159.04, CUDA 13.0'),
+    'h100x1-580.159.04-coglet-model.xml': (0, '', 'ok', False, 1, '1 GPU, driver 580.159.04, CUDA 13.0'),
     'h200x2-580.159.04-idle.xml': (0, '', 'ok', False, 2, '2 GPUs, driver 580.159.04, CUDA 13.0'),
     'h200x2-580.159.04-busy.xml': (0, '', 'ok', False, 2, '2 GPUs, driver 580.159.04, CUDA 13.0'),
     'handmade-rtx3050-8gb-consumer.xml': (0, '', 'ok', False, 1, '1 GPU, driver 550.163.01, CUDA 12.4'),
