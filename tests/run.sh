@@ -4,9 +4,11 @@
 #   tests/run.sh                 # set up from nothing if needed, then run every layer
 #   tests/run.sh unit sanity     # only the named layers (setup always runs)
 #
-# Layers: lint (ansible-lint, production profile), sanity (ansible-test sanity from an
-# ansible_collections/homelab/gpu tree), unit (pytest), build (galaxy build + install +
-# ansible-doc of every module), molecule (every scenario under molecule/, in order), demo (the
+# Layers: lint (ansible-lint, production profile; the changelog and doc markup linters; the
+# generated docs current), sanity (ansible-test sanity from an ansible_collections/homelab/gpu
+# tree), unit (pytest), build (galaxy build with no warning + install + ansible-doc of every
+# module; the execution environment definition through ansible-builder create and introspect),
+# molecule (every scenario under molecule/, in order), demo (the
 # README's main-job command, lab/demo.sh, twice: the second run must change nothing).
 #
 # Set-up is part of the command: Debian packages, a Docker engine (started by hand when none
@@ -44,6 +46,10 @@ step() {  # step <name> <command...>: one counted check, output to the terminal 
 layer_lint() {
   step "ansible-lint" ansible-lint --profile production --offline
   step "antsibull-changelog lint" bash -c "antsibull-changelog lint && antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml"
+  # Markup of DOCUMENTATION/EXAMPLES/RETURN, the filters' docs and the role argument specs.
+  step "antsibull-docs lint-collection-docs --plugin-docs" antsibull-docs lint-collection-docs --plugin-docs .
+  # docs/collection/ must be what antsibull-docs makes of the tree now (regenerate: docs/build.sh).
+  step "docs/collection is current (docs/build.sh --check)" "$ROOT/docs/build.sh" --check
 }
 
 layer_sanity() {
@@ -96,14 +102,36 @@ PY
 layer_build() {
   local out="$CACHE/build"; rm -rf "$out" && mkdir -p "$out/collections"
   step "ansible-galaxy collection build" ansible-galaxy collection build --force --output-path "$out" .
+  # The build must print no warning (a skipped symlink, a file it cannot read, a deprecation).
+  step "ansible-galaxy collection build printed no warning" bash -c \
+    "! grep -inE 'warn|deprecat' '$LOGDIR/ansible-galaxy_collection_build.log'"
   step "ansible-galaxy collection install (empty path)" \
     ansible-galaxy collection install --force -p "$out/collections" "$out"/homelab-gpu-*.tar.gz
+  layer_build_ee "$out"
   local m name
   for m in plugins/modules/*.py; do
     name=$(basename "$m" .py)
     step "ansible-doc homelab.gpu.$name (installed tarball)" bash -c \
       "ANSIBLE_COLLECTIONS_PATH='$out/collections' ansible-doc homelab.gpu.$name >/dev/null"
   done
+}
+
+# meta/execution-environment.yml, from the installed tarball (so its files are not build_ignored),
+# with no network (unshare -n) and no image built: ansible-builder create must write the build
+# context with the collection's needs in it, and introspection (what ansible-builder does with every
+# collection it installs into an image) must find them in the installed collection.
+layer_build_ee() {
+  local out=$1 inst="$1/collections/ansible_collections/homelab/gpu" ctx="$1/ee-context"
+  ln -sfn meta/execution-environment.yml "$inst/execution-environment.yml"  # its paths are from the collection root
+  step "ansible-builder create (meta/execution-environment.yml, no network)" bash -c \
+    "cd '$inst' && unshare -n ansible-builder create --context '$ctx' &&
+     grep -qx 'openssh-client \[platform:dpkg\]' '$ctx/_build/bindep.txt' &&
+     grep -qx -- '- name: homelab.gpu' '$ctx/_build/requirements.yml' &&
+     grep -q 'ansible-core>=2.19' '$ctx/'*file"
+  rm -f "$inst/execution-environment.yml"
+  step "ansible-builder introspect (installed collection)" bash -c \
+    "unshare -n ansible-builder introspect --sanitize '$out/collections' | tee '$out/introspect.txt' &&
+     grep -q 'openssh-client \[platform:dpkg\]  # from collection homelab.gpu' '$out/introspect.txt'"
 }
 
 layer_molecule() {
