@@ -174,6 +174,19 @@ options:
     description: Seconds a smoke prediction may take.
     type: int
     default: 600
+  smoke_schema:
+    description:
+      - How O(models[].smoke_input) is fitted to the running model's schema (C(GET /openapi.json)) before the
+        smoke prediction, as O(homelab.gpu.cog_predict#module:schema) does it.
+      - V(coerce) converts strings to the declared types, V(strict) only checks, and both refuse an unknown
+        input name (listing the model's inputs), a value that cannot be converted, a value outside the
+        declared choices or bounds and a missing required input. A refused smoke input counts as a failed
+        smoke prediction, so a changed model is rolled back.
+      - V(off) sends O(models[].smoke_input) untouched. Without a schema it is sent as given, and
+        RV(models[].smoke_schema.note) says why.
+    type: str
+    choices: [coerce, strict, off]
+    default: coerce
   gpu_requests:
     description:
       - Pass the GPU request to Docker (C(--gpus)). V(false) is for labs without the NVIDIA container
@@ -320,6 +333,12 @@ models:
     smoke:
       description: Result of the smoke prediction (C(status), C(output), C(metrics), C(id)), V(null) without one.
       type: dict
+    smoke_schema:
+      description:
+        - How O(models[].smoke_input) was fitted to the model's schema (C(mode), C(available), C(note),
+          C(converted), see O(smoke_schema)).
+      type: dict
+      returned: when the model was checked with a smoke prediction
 gpus:
   description: VRAM admission per GPU that a model with O(models[].vram_mib) uses.
   returned: always
@@ -347,6 +366,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.gpu.plugins.module_utils._common import run_command
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 
 
@@ -658,7 +678,12 @@ class CogModels:
         info = self.wait_ready(model, started_wall)
         info['smoke'] = None
         if model.get('smoke_input') is not None:
-            result, error = _cog_http.predict(self.url_of(model), model['smoke_input'],
+            # schema hook (homelab.gpu _cog_schema): fit smoke_input to the running model's schema.
+            smoke_input, info['smoke_schema'], problem = _cog_schema.prepare(
+                self.url_of(model), model['smoke_input'], self.params['smoke_schema'])
+            if problem:
+                raise DeployFailed('the smoke prediction was not sent: %s' % problem)
+            result, error = _cog_http.predict(self.url_of(model), smoke_input,
                                               timeout=self.params['smoke_timeout'])
             if error:
                 raise DeployFailed('the smoke prediction failed: %s' % error)
@@ -929,6 +954,7 @@ def main():
         pull_timeout=dict(type='int', default=7200),
         stop_timeout=dict(type='int', default=30),
         smoke_timeout=dict(type='int', default=600),
+        smoke_schema=dict(type='str', choices=list(_cog_schema.MODES), default='coerce'),
         gpu_requests=dict(type='bool', default=True),
         gpu_info=dict(type='dict'),
         nvidia_smi_path=dict(type='path'),

@@ -122,6 +122,36 @@ models:
       type: list
       elements: str
       sample: [GPU-d85fcc1e-1280-17c7-c4ae-49c25c444478]
+    inputs:
+      description:
+        - The model's inputs from its schema (C(GET /openapi.json)), in the model's order, when the model is
+          C(READY) or C(BUSY) and serves a schema; V(null) otherwise, and RV(models[].inputs_note) says why.
+      type: list
+      elements: dict
+      sample:
+        - {name: prompt, type: string, default: null, required: true, choices: null}
+        - {name: max_new_tokens, type: integer, default: 128, required: false, choices: null}
+      contains:
+        name:
+          description: Input name, as O(homelab.gpu.cog_predict#module:input) takes it.
+          type: str
+        type:
+          description: JSON type (C(string), C(integer), C(number), C(boolean), C(array), C(object), C(any)).
+          type: str
+        default:
+          description: Default value, V(null) when there is none.
+          type: raw
+        required:
+          description: Whether a prediction must give this input.
+          type: bool
+        choices:
+          description: The allowed values, V(null) when any value of the type is allowed.
+          type: list
+          elements: raw
+    inputs_note:
+      description: Why RV(models[].inputs) is V(null) for a running model, else V(null).
+      type: str
+      sample: "no schema at http://127.0.0.1:5000/openapi.json: HTTP 503 {\"error\":\"OpenAPI schema not available\"}"
 """
 
 import time
@@ -130,6 +160,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
 from ansible_collections.homelab.gpu.plugins.module_utils._common import run_command
 
 
@@ -183,6 +214,10 @@ class CogModelsInfo:
                 model['health'] = health['status']
                 if not _cog.is_ready(health):
                     model['setup_logs_tail'] = _cog.tail(health['setup_logs'], 20)
+        # schema hook (homelab.gpu _cog_schema): the inputs of a model that serves.
+        model['inputs'], model['inputs_note'] = None, None
+        if model['health'] in (_cog.HEALTH_READY, _cog.HEALTH_BUSY):
+            model['inputs'], model['inputs_note'] = _cog_schema.inputs_of(url, self.params['health_timeout'])
         return model
 
     def run(self):
