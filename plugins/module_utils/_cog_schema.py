@@ -17,7 +17,7 @@ Modes (option ``schema`` of cog_predict, ``smoke_schema`` of cog_model):
 
 - ``coerce``: convert, then check; the default.
 - ``strict``: check only; a value of the wrong JSON type is refused instead of converted.
-- ``off``: send the input untouched; the schema is not read.
+- ``raw``: send the input untouched; the schema is not read.
 
 Without a schema (an older server that has no ``/openapi.json``, or an image built without one) the input is
 sent as given and the result says so.
@@ -34,7 +34,7 @@ from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.urls import open_url
 
-MODES = ('coerce', 'strict', 'off')
+MODES = ('coerce', 'strict', 'raw')
 SCHEMA_PATH = '/openapi.json'
 # The longest the schema request may take; it is small and served from memory.
 FETCH_TIMEOUT = 10.0
@@ -253,7 +253,7 @@ def fit(fields, inputs, mode='coerce'):
     """
     if mode not in MODES:
         raise ValueError('mode must be one of %s, got %r' % (', '.join(MODES), mode))
-    if mode == 'off':
+    if mode == 'raw':
         return dict(inputs), [], []
     coerce = mode == 'coerce'
     by_name = dict((f['name'], f) for f in fields)
@@ -288,8 +288,8 @@ def prepare(base_url, inputs, mode='coerce', validate_certs=True, timeout=FETCH_
     ``converted`` the conversions made. ``error`` names every input that does not fit, in one message.
     """
     report = {'mode': mode, 'available': None, 'note': None, 'converted': []}
-    if mode == 'off':
-        report['note'] = 'the input was sent as given (schema: off)'
+    if mode == 'raw':
+        report['note'] = 'the input was sent as given (schema: raw)'
         return dict(inputs), report, None
     schema, note = fetch(base_url, timeout=min(timeout, FETCH_TIMEOUT), validate_certs=validate_certs)
     if schema is None:

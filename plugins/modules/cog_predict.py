@@ -83,11 +83,11 @@ options:
         ignore it silently), a value that cannot be converted, a value outside the declared choices or
         bounds, and a missing required input. The message names each input, and lists the model's inputs
         for an unknown name.
-      - V(off) sends the input untouched and does not read the schema.
+      - V(raw) sends the input untouched and does not read the schema.
       - When the server serves no schema (older images), the input is sent as given and RV(schema.note)
         says why.
     type: str
-    choices: [coerce, strict, off]
+    choices: [coerce, strict, raw]
     default: coerce
 seealso:
   - module: homelab.gpu.cog_model
@@ -167,7 +167,7 @@ schema:
       type: str
       sample: coerce
     available:
-      description: Whether the model served its schema. V(null) with O(schema=off).
+      description: Whether the model served its schema. V(null) with O(schema=raw).
       type: bool
       sample: true
     note:

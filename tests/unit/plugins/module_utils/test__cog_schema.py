@@ -125,7 +125,7 @@ FIT = [
      ['n: 64.0 -> 64']),
     ('a number for a string input', 'coerce', {'prompt': 1800}, {'prompt': '1800'}, ['prompt: 1800 -> "1800"']),
     ('strict passes typed values', 'strict', {'prompt': 'hi', 'n': 3}, {'prompt': 'hi', 'n': 3}, []),
-    ('off sends anything', 'off', {'n': 'x', 'max_tokens': 3}, {'n': 'x', 'max_tokens': 3}, []),
+    ('raw sends anything', 'raw', {'n': 'x', 'max_tokens': 3}, {'n': 'x', 'max_tokens': 3}, []),
 ]
 
 
@@ -184,7 +184,7 @@ def test_fit_refused(mode, given, errors):
 
 
 def test_bad_mode():
-    with pytest.raises(ValueError, match="mode must be one of coerce, strict, off, got 'loose'"):
+    with pytest.raises(ValueError, match="mode must be one of coerce, strict, raw, got 'loose'"):
         _cog_schema.fit(FIELDS, {}, 'loose')
 
 
@@ -285,8 +285,8 @@ PREPARE = [
      {'n': '8'}, {'mode': 'coerce', 'available': False, 'converted': [],
                   'note': 'no schema at URL/openapi.json: HTTP 503 {"error":"OpenAPI schema not available"}; '
                           'the input was sent as given'}, None),
-    ('off: not read', (200, SCHEMA_TEXT), 'off', {'n': '8'}, {'n': '8'},
-     {'mode': 'off', 'available': None, 'note': 'the input was sent as given (schema: off)', 'converted': []},
+    ('raw: not read', (200, SCHEMA_TEXT), 'raw', {'n': '8'}, {'n': '8'},
+     {'mode': 'raw', 'available': None, 'note': 'the input was sent as given (schema: raw)', 'converted': []},
      None),
 ]
 
@@ -304,7 +304,7 @@ def test_prepare(server, answer, mode, given, sent, report, error):
         assert problem is None
     else:
         assert problem.startswith(error)
-    assert SchemaStandIn.paths == ([] if mode == 'off' else ['/openapi.json'])
+    assert SchemaStandIn.paths == ([] if mode == 'raw' else ['/openapi.json'])
 
 
 def test_inputs_of(server):

@@ -131,10 +131,10 @@ def test_predict_refuses_before_sending(capsys, cog, mode, given, why):
 
 def test_predict_schema_off_sends_untouched(capsys, cog):
     result = predict(capsys, {'url': 'http://127.0.0.1:%d' % cog, 'input': {'prompt': 'hi', 'n': '12'},
-                              'schema': 'off'})
+                              'schema': 'raw'})
     assert CogStandIn.seen == [('POST', '/predictions', {'input': {'prompt': 'hi', 'n': '12'}})]
-    assert result['schema'] == {'mode': 'off', 'available': None, 'converted': [],
-                                'note': 'the input was sent as given (schema: off)'}
+    assert result['schema'] == {'mode': 'raw', 'available': None, 'converted': [],
+                                'note': 'the input was sent as given (schema: raw)'}
 
 
 def test_predict_without_schema_sends_as_given_with_a_note(capsys, cog):
@@ -180,8 +180,8 @@ def test_bad_smoke_input_is_a_failed_start(capsys, docker, smoke_seen, cog):  # 
     assert smoke_seen == [] and docker.containers == {}
 
 
-def test_smoke_schema_off(capsys, docker, smoke_seen, cog):  # noqa: F811  pylint: disable=redefined-outer-name
-    result = run_cog_model(capsys, {'models': [demo(port=cog, smoke_input={'text': 'hi'})], 'smoke_schema': 'off'})
+def test_smoke_schema_raw(capsys, docker, smoke_seen, cog):  # noqa: F811  pylint: disable=redefined-outer-name
+    result = run_cog_model(capsys, {'models': [demo(port=cog, smoke_input={'text': 'hi'})], 'smoke_schema': 'raw'})
     assert result['changed'] is True
     assert smoke_seen == [('http://127.0.0.1:%d' % cog, {'text': 'hi'})]
     assert CogStandIn.seen == []
