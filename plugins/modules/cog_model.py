@@ -177,6 +177,19 @@ options:
     description: Seconds a smoke prediction may take.
     type: int
     default: 600
+  smoke_schema:
+    description:
+      - How O(models[].smoke_input) is fitted to the running model's schema (C(GET /openapi.json)) before the
+        smoke prediction, as O(homelab.gpu.cog_predict#module:schema) does it.
+      - V(coerce) converts strings to the declared types, V(strict) only checks, and both refuse an unknown
+        input name (listing the model's inputs), a value that cannot be converted, a value outside the
+        declared choices or bounds and a missing required input. A refused smoke input counts as a failed
+        smoke prediction, so a changed model is rolled back.
+      - V(raw) sends O(models[].smoke_input) untouched. Without a schema it is sent as given, and
+        RV(models[].smoke_schema) says why.
+    type: str
+    choices: [coerce, strict, raw]
+    default: coerce
   gpu_requests:
     description:
       - Pass the GPU request to Docker. V(false) is for labs without the NVIDIA container
@@ -220,6 +233,16 @@ notes:
     replaces nothing.
   - During a replacement the model does not answer (one port, and usually not enough GPU memory for both).
     After a failed replacement the previous container serves again.
+  - Before any pull, and in check mode too, pre-flight reads each image to start from its registry (Registry
+    HTTP API v2, with the credentials of O(registry_auths); the manifest, then the config blob, never a layer)
+    or, when the image is present, from its local config. It refuses an image whose CUDA version (cog.yaml's
+    C(build.cuda) in the label C(run.cog.config), else the image's C(CUDA_VERSION)) is newer than what the host
+    driver supports (the CUDA version that nvidia-smi reports), naming the driver branch to install. It refuses
+    an image whose compressed size times 2.5, plus 1 GiB, is more than the free space under Docker's data root
+    (layers unpack to about twice their compressed size while the download is kept); this needs the manifest
+    only. When the image carries its schema (label C(run.cog.openapi_schema)), it checks
+    O(models[].smoke_input) against it as O(smoke_schema) says. When the registry cannot be read, the image is
+    pulled unchecked and RV(image_checks[].note) says why.
 seealso:
   - module: homelab.gpu.cog_predict
   - module: homelab.gpu.nvidia_smi_info
@@ -343,6 +366,12 @@ models:
     smoke:
       description: Result of the smoke prediction (C(status), C(output), C(metrics), C(id)), V(null) without one.
       type: dict
+    smoke_schema:
+      description:
+        - How O(models[].smoke_input) was fitted to the model's schema (C(mode), C(available), C(note),
+          C(converted), see O(smoke_schema)).
+      type: dict
+      returned: when the model was checked with a smoke prediction
 gpu_request:
   description:
     - How the GPUs were requested from Docker, V(null) when no model of the list asks for one (or with
@@ -371,6 +400,34 @@ gpu_request:
       type: list
       elements: str
       sample: ['0', all]
+image_checks:
+  description: What pre-flight read of each image to start, before any pull.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    image:
+      description: The image reference.
+      type: str
+    source:
+      description: V(registry), V(local) for an image already present, or V(null) when it could not be read.
+      type: str
+      sample: registry
+    size:
+      description: Compressed size in bytes from the registry's manifest, V(null) for a local image.
+      type: int
+      sample: 13421772800
+    cuda:
+      description: The CUDA version that the image needs, V(null) when it does not say.
+      type: str
+      sample: "12.1"
+    schema:
+      description: Whether the image carries its OpenAPI schema in its labels.
+      type: bool
+    note:
+      description: Why the image was not checked, V(null) when it was.
+      type: str
+      sample: null
 gpus:
   description: VRAM admission per GPU that a model with O(models[].vram_mib) uses.
   returned: always
@@ -400,7 +457,9 @@ from ansible_collections.homelab.gpu.plugins.module_utils import _cdi
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
+from ansible_collections.homelab.gpu.plugins.module_utils import _registry
 
 
 class DeployFailed(Exception):
@@ -742,7 +801,12 @@ class CogModels:
         info = self.wait_ready(model, started_wall)
         info['smoke'] = None
         if smoke and model.get('smoke_input') is not None:
-            result, error = _cog_http.predict(self.url_of(model), model['smoke_input'],
+            # schema hook (homelab.gpu _cog_schema): fit smoke_input to the running model's schema.
+            smoke_input, info['smoke_schema'], problem = _cog_schema.prepare(
+                self.url_of(model), model['smoke_input'], self.params['smoke_schema'])
+            if problem:
+                raise DeployFailed('the smoke prediction was not sent: %s' % problem)
+            result, error = _cog_http.predict(self.url_of(model), smoke_input,
                                               timeout=self.params['smoke_timeout'])
             if error:
                 raise DeployFailed('the smoke prediction failed: %s' % error)
@@ -910,6 +974,10 @@ class CogModels:
                         'role (playbook homelab.gpu.provision), which starts it, then re-run.')
             self.fail('Cannot list containers: %s%s' % (exc, hint))
         gpu_sets, to_stop, report = self.preflight(models)
+        # registry hook (homelab.gpu _registry): read each image to start before any pull, in check mode too.
+        image_errors, image_checks = _registry.preflight(self.module, self.docker, models, self.gpu_info, run_command)
+        if image_errors:
+            self.fail('Pre-flight refused the model list: %s' % '; '.join(image_errors), image_checks=image_checks)
         before = dict((m['name'], self.state_of(m['name'])) for m in models)
         for name in to_stop:
             before.setdefault(name, self.state_of(name))
@@ -967,7 +1035,8 @@ class CogModels:
             for name in before:
                 after[name] = self.state_of(name)
         self.module.exit_json(changed=self.changed, actions=self.actions, models=results, gpus=report,
-                              gpu_request=self.gpu_request, diff={'before': before, 'after': after})
+                              gpu_request=self.gpu_request, diff={'before': before, 'after': after},
+                              image_checks=image_checks)
 
     def prune(self, model):
         image = model['image']
@@ -1015,6 +1084,7 @@ def main():
         pull_timeout=dict(type='int', default=7200),
         stop_timeout=dict(type='int', default=30),
         smoke_timeout=dict(type='int', default=600),
+        smoke_schema=dict(type='str', choices=list(_cog_schema.MODES), default='coerce'),
         gpu_requests=dict(type='bool', default=True),
         gpu_request_mode=dict(type='str', choices=['auto', 'gpus', 'cdi'], default='auto'),
         gpu_info=dict(type='dict'),

@@ -47,7 +47,7 @@ options:
 notes:
   - When Docker is not installed or its daemon does not answer, the module does not fail; RV(docker_answers) is
     V(false) and RV(models) is empty.
-  - GPU memory is matched to a model through the processes that nvidia-smi lists, each with its host PID: the
+  - GPU memory is matched to a model through the processes that nvidia-smi lists, each with its host PID. The
     C(/proc/<pid>/cgroup) of a model's GPU process (for cog images, the worker under the container's init) names
     the container. Run it with become, so that every process can be read.
 """
@@ -151,6 +151,36 @@ models:
       description: The sum of RV(models[].gpu_memory[].used_mib).
       type: int
       sample: 4616
+    inputs:
+      description:
+        - The model's inputs from its schema (C(GET /openapi.json)), in the model's order, when the model is
+          C(READY) or C(BUSY) and serves a schema; V(null) otherwise, and RV(models[].inputs_note) says why.
+      type: list
+      elements: dict
+      sample:
+        - {name: prompt, type: string, default: null, required: true, choices: null}
+        - {name: max_new_tokens, type: integer, default: 128, required: false, choices: null}
+      contains:
+        name:
+          description: Input name, as O(homelab.gpu.cog_predict#module:input) takes it.
+          type: str
+        type:
+          description: JSON type (C(string), C(integer), C(number), C(boolean), C(array), C(object), C(any)).
+          type: str
+        default:
+          description: Default value, V(null) when there is none.
+          type: raw
+        required:
+          description: Whether a prediction must give this input.
+          type: bool
+        choices:
+          description: The allowed values, V(null) when any value of the type is allowed.
+          type: list
+          elements: raw
+    inputs_note:
+      description: Why RV(models[].inputs) is V(null) for a running model, else V(null).
+      type: str
+      sample: "no schema at http://127.0.0.1:5000/openapi.json: HTTP 503 {\"error\":\"OpenAPI schema not available\"}"
 other_gpu_processes:
   description:
     - GPU processes that belong to no managed model (another container, or a process on the host), as nvidia-smi
@@ -222,6 +252,7 @@ from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
 from ansible_collections.homelab.gpu.plugins.module_utils._common import run_command
 
 
@@ -277,6 +308,10 @@ class CogModelsInfo:
                 model['health'] = health['status']
                 if not _cog.is_ready(health):
                     model['setup_logs_tail'] = _cog.tail(health['setup_logs'], 20)
+        # schema hook (homelab.gpu _cog_schema): the inputs of a model that serves.
+        model['inputs'], model['inputs_note'] = None, None
+        if model['health'] in (_cog.HEALTH_READY, _cog.HEALTH_BUSY):
+            model['inputs'], model['inputs_note'] = _cog_schema.inputs_of(url, self.params['health_timeout'])
         return model
 
     def gpu_info(self):

@@ -71,6 +71,24 @@ options:
     description: Verify TLS certificates for an C(https) O(url).
     type: bool
     default: true
+  schema:
+    description:
+      - How the input is fitted to the model's schema (C(GET /openapi.json), served by the cog server of
+        current images) before it is sent.
+      - V(coerce) converts strings to the declared C(integer), C(number) or C(boolean) (also for choices of
+        those), and a number to a string for a string input, then checks the input.
+        A current cog server answers HTTP 422 to C(max_new_tokens) given as the string C("1800").
+      - V(strict) only checks, and refuses a value of the wrong type instead of converting it.
+      - Both refuse, before anything is sent, an input name that the model does not have (the server would
+        ignore it silently), a value that cannot be converted, a value outside the declared choices or
+        bounds, and a missing required input. The message names each input, and lists the model's inputs
+        for an unknown name.
+      - V(raw) sends the input untouched and does not read the schema.
+      - When the server serves no schema (older images), the input is sent as given and RV(schema.note)
+        says why.
+    type: str
+    choices: [coerce, strict, raw]
+    default: coerce
 seealso:
   - module: homelab.gpu.cog_model
 """
@@ -134,6 +152,33 @@ http_status:
   returned: always
   type: int
   sample: 200
+input:
+  description: The input as it was sent, after O(schema) fitted it to the model's schema.
+  returned: always
+  type: dict
+  sample: {prompt: "[INST]Hello there, Llama[/INST]", max_new_tokens: 1800}
+schema:
+  description: How the input was fitted to the model's schema (see O(schema)).
+  returned: always
+  type: dict
+  contains:
+    mode:
+      description: The O(schema) mode.
+      type: str
+      sample: coerce
+    available:
+      description: Whether the model served its schema. V(null) with O(schema=raw).
+      type: bool
+      sample: true
+    note:
+      description: Why the input was sent as given, V(null) when it was fitted to the schema.
+      type: str
+      sample: "no schema at http://127.0.0.1:5000/openapi.json: HTTP 503; the input was sent as given"
+    converted:
+      description: Each conversion made, one string per input, with the value before and after.
+      type: list
+      elements: str
+      sample: ['max_new_tokens: "1800" -> 1800']
 prompt:
   description: The prompt string made from O(messages), V(null) without messages.
   returned: always
@@ -145,6 +190,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
 
 
 class CogPredict:
@@ -168,12 +214,17 @@ class CogPredict:
     def run(self):
         inputs, prompt = self.build_input()
         url = self.params['url'].rstrip('/')
+        # schema hook (homelab.gpu _cog_schema): fit the input to the model's schema before it is sent.
+        inputs, schema, problem = _cog_schema.prepare(url, inputs, self.params['schema'], self.params['validate_certs'])
+        if problem:
+            self.module.fail_json(msg='Prediction at %s/predictions not sent: %s' % (url, problem), changed=False,
+                                  input=inputs, schema=schema, prompt=prompt)
         result, error = _cog_http.predict(url, inputs, timeout=self.params['timeout'],
                                           validate_certs=self.params['validate_certs'])
         out = {'status': result.get('status'), 'output': result.get('output'),
                'output_text': _cog.output_text(result.get('output')), 'metrics': result.get('metrics') or {},
                'id': result.get('id'), 'logs': result.get('logs'), 'http_status': result.get('http_status'),
-               'prompt': prompt}
+               'prompt': prompt, 'input': inputs, 'schema': schema}
         if error:
             self.module.fail_json(msg='Prediction at %s/predictions failed: %s' % (url, error), changed=False,
                                   error=result.get('error'), **out)
@@ -189,6 +240,7 @@ def main():
         prompt_key=dict(type='str', default='prompt', no_log=False),
         timeout=dict(type='int', default=600),
         validate_certs=dict(type='bool', default=True),
+        schema=dict(type='str', choices=list(_cog_schema.MODES), default='coerce'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if module.params['timeout'] <= 0:
