@@ -122,6 +122,20 @@ options:
       bind_address:
         description: Address the port is published on. Defaults to O(bind_address).
         type: str
+      takeover:
+        description:
+          - Take over a container that this collection does not manage, such as one started by hand with
+            C(docker run -d -p 5000:5000 --name=llama_tiny --gpus=all ...). Without it, such a container is a
+            pre-flight error.
+          - A container of the model's name is stopped and renamed C(<name>.previous) until the new container is
+            READY, then removed. If the new one fails, it gets its name back and is started again, as in a
+            rollback.
+          - A container of another name that publishes the model's port is stopped before the new container
+            starts, and started again if the new one fails. Once the new one is READY it is left stopped, not
+            removed.
+          - Only with O(models[].state=started).
+        type: bool
+        default: false
   registry_auths:
     description:
       - Registry credentials. The module logs in with C(docker login --password-stdin) unless the Docker config
@@ -480,6 +494,8 @@ class CogModels:
         self.image_ids = {}
         self.gpu_request = None
         self.cdi_names = {}
+        # model name -> names of unmanaged containers of another name, holding its port, that it takes over
+        self.port_takeovers = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -607,9 +623,13 @@ class CogModels:
             where = 'models[%d] (%s)' % (i, model['name'])
             for name in (model['name'], model['name'] + _cog.PREVIOUS_SUFFIX):
                 existing = self.containers.get(name)
+                if (existing and not existing['managed'] and name == model['name'] and model.get('takeover')
+                        and model['state'] == 'started'):
+                    continue
                 if existing and not existing['managed']:
                     errors.append('%s: a container named %s exists and is not managed by homelab.gpu (no label '
-                                  '%s=true); rename or remove it, or pick another name'
+                                  '%s=true); rename or remove it, pick another name, or set takeover: true to let '
+                                  'homelab.gpu replace it (kept until the new container is READY)'
                                   % (where, name, _cog.MANAGED_LABEL))
 
         # GPUs: every requested index or UUID must exist.
@@ -671,6 +691,13 @@ class CogModels:
             where = 'models[%d] (%s)' % (i, model['name'])
             own = (model['name'], model['name'] + _cog.PREVIOUS_SUFFIX)
             others = [n for n in holders.get(model['port'], []) if n not in own and n not in to_stop]
+            adoptable = [n for n in others if model.get('takeover') and not self.containers[n]['managed']
+                         and not n.endswith(_cog.PREVIOUS_SUFFIX)]
+            if adoptable:
+                self.port_takeovers[model['name']] = sorted(adoptable)
+                for name in adoptable:
+                    to_stop[name] = 'port %s taken over by %s' % (model['port'], model['name'])
+                others = [n for n in others if n not in adoptable]
             if others:
                 errors.append('%s.port %s is already published by container %s'
                               % (where, model['port'], ', '.join(sorted(others))))
@@ -852,6 +879,9 @@ class CogModels:
         result['changed'] = action != 'unchanged'
         if action == 'created':
             self.act('created %s (%s on port %s)' % (name, model['image'], model['port']))
+        elif action == 'replaced' and not current['managed']:
+            self.act('took over %s, a container not managed by homelab.gpu (kept as %s%s until the new one is READY)'
+                     % (name, name, _cog.PREVIOUS_SUFFIX))
         elif action == 'replaced':
             self.act('replaced %s (config hash %s -> %s)'
                      % (name, (current['config_hash'] or 'none')[:12], chash[:12]))
@@ -899,6 +929,7 @@ class CogModels:
             logs = self.logs(name)
             if self.read_one(name) is not None:
                 self.remove(name)
+            self.restart_taken_over(model)
             if previous is None:
                 raise DeployFailed(self.failure(model, 'the new container failed and was removed; there was no '
                                                        'previous version to go back to', exc, logs))
@@ -922,6 +953,14 @@ class CogModels:
                                                back), exc, logs))
         if previous is not None:
             self.remove(previous)
+
+    def restart_taken_over(self, model):
+        """Start again the containers of another name whose port this failed model took over."""
+        for other in self.port_takeovers.get(model['name'], []):
+            cont = self.containers.get(other)
+            if cont is not None and cont['running']:
+                self.docker_cmd(['start', other], what='start %s' % other)
+                self.act('started %s again (the model that took over its port failed)' % other)
 
     def recover_leftovers(self, models):
         """A .previous container from an interrupted run: give it its name back, or drop it when stale."""
@@ -1067,6 +1106,7 @@ def main():
         smoke_input=dict(type='dict'),
         readiness_timeout=dict(type='int'),
         prune_image=dict(type='bool', default=False),
+        takeover=dict(type='bool', default=False),
         shm_size=dict(type='str'),
         bind_address=dict(type='str'),
     )

@@ -648,3 +648,64 @@ def test_new_password_logs_in_again(capsys, docker):
     args['registry_auths'][0]['password'] = 'tok-2-xyz'
     result = run_module(capsys, args)
     assert result['actions'] == ['logged in to r8.im as u', 'made %s mode 0600' % docker.config]
+
+
+# ---------------------------------------------------------------- taking over a container started by hand
+
+def test_hand_made_container_blocks_without_takeover(capsys, docker):
+    docker.add('llama_tiny', port=5001, managed=False)
+    result = run_module(capsys, {'models': [demo('llama_tiny')]})
+    assert result['failed'] is True
+    assert ('a container named llama_tiny exists and is not managed by homelab.gpu (no label homelab.gpu.managed=true); '
+            'rename or remove it, pick another name, or set takeover: true') in result['msg']
+    assert docker.mutating_calls() == []
+
+
+def test_takeover_of_a_container_of_the_same_name(capsys, docker):
+    hand_made = docker.add('llama_tiny', port=5001, managed=False)
+    result = run_module(capsys, {'models': [demo('llama_tiny', takeover=True)]})
+    assert result['changed'] is True
+    assert result['actions'][-1] == ('took over llama_tiny, a container not managed by homelab.gpu (kept as '
+                                     'llama_tiny.previous until the new one is READY)')
+    calls = docker.mutating_calls()
+    assert calls[:2] == [['stop', '--time', '30', 'llama_tiny'], ['rename', 'llama_tiny', 'llama_tiny.previous']]
+    assert calls[-1] == ['rm', '--force', 'llama_tiny.previous']
+    assert docker.containers['llama_tiny']['labels'][_cog.MANAGED_LABEL] == 'true'
+    assert docker.containers['llama_tiny']['id'] != hand_made['id']
+    # From now on it is a managed model like any other.
+    assert run_module(capsys, {'models': [demo('llama_tiny', takeover=True)]})['changed'] is False
+
+
+def test_failed_takeover_gives_the_hand_made_container_back(capsys, docker):
+    hand_made = docker.add('llama_tiny', port=5001, managed=False)
+    result = run_module(capsys, {'models': [demo('llama_tiny', takeover=True, env={'FAIL_SETUP': '1'})]})
+    assert result['failed'] is True
+    assert docker.containers['llama_tiny']['id'] == hand_made['id']
+    assert docker.containers['llama_tiny']['running'] is True
+    assert 'llama_tiny.previous' not in docker.containers
+    assert 'serves again (READY)' in result['msg']
+
+
+def test_takeover_of_the_port_of_a_container_of_another_name(capsys, docker):
+    docker.add('my_llama', port=5001, managed=False)
+    result = run_module(capsys, {'models': [demo('llama_tiny', takeover=True)]})
+    assert result['changed'] is True
+    assert 'stopped my_llama (port 5001 taken over by llama_tiny)' in result['actions']
+    assert docker.containers['my_llama']['running'] is False  # kept, stopped
+    assert docker.containers['llama_tiny']['running'] is True
+
+
+def test_failed_port_takeover_starts_the_other_container_again(capsys, docker):
+    docker.add('my_llama', port=5001, managed=False)
+    result = run_module(capsys, {'models': [demo('llama_tiny', takeover=True, env={'FAIL_SETUP': '1'})]})
+    assert result['failed'] is True
+    assert docker.containers['my_llama']['running'] is True
+    assert 'llama_tiny' not in docker.containers
+    assert 'started my_llama again (the model that took over its port failed)' in result['actions']
+
+
+def test_takeover_never_touches_a_managed_models_port(capsys, docker):
+    run_module(capsys, {'models': [demo('other', 5001)]})
+    result = run_module(capsys, {'models': [demo('llama_tiny', 5001, takeover=True)]}, check_mode=True)
+    assert result['failed'] is True
+    assert 'models[0] (llama_tiny).port 5001 is already published by container other' in result['msg']
