@@ -127,6 +127,10 @@ play provision-check homelab.gpu.provision "${INV[@]}" --check --diff -e nvidia_
   -e "docker_repo_key_url=file://$GPU_RUN_DIR/standin-key.asc" \
   -e "nvidia_container_toolkit_repo_key_url=file://$GPU_RUN_DIR/standin-key.asc"
 
+step "1a. the toolkit role alone in check mode, with CDI on"
+ANSIBLE_ERROR_ON_MISSING_HANDLER=false play toolkit-check "$HERE/toolkit-check.yml" "${INV[@]}" --check --diff \
+  -e "nvidia_container_toolkit_repo_key_url=file://$GPU_RUN_DIR/standin-key.asc"
+
 step "1b. the GPU-in-container check, for real: a container gets the GPU through CDI and sees the host's UUID"
 play verify "$HERE/verify.yml" "${INV[@]}" -v
 
