@@ -492,7 +492,7 @@ def prediction_outcome(code, body):
 
 
 def output_text(output):
-    """The output as one string, the way the seed's client joins a token list."""
+    """The output as one string, the way a Python client of a chat model joins a token list."""
     if output is None:
         return None
     if isinstance(output, list) and all(isinstance(o, str) for o in output):
