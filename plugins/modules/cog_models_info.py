@@ -147,6 +147,20 @@ models:
       type: list
       elements: dict
       sample: [{gpu_index: 0, gpu_uuid: GPU-d85fcc1e-1280-17c7-c4ae-49c25c444478, used_mib: 4616, pids: [5638]}]
+      contains:
+        gpu_index:
+          description: Index of the GPU, as nvidia-smi numbers it.
+          type: int
+        gpu_uuid:
+          description: UUID of the GPU.
+          type: str
+        used_mib:
+          description: GPU memory that the container's processes hold on this GPU, in MiB.
+          type: int
+        pids:
+          description: Host PIDs of the container's processes on this GPU.
+          type: list
+          elements: int
     gpu_memory_mib:
       description: The sum of RV(models[].gpu_memory[].used_mib).
       type: int

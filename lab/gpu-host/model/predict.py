@@ -24,5 +24,6 @@ class Predictor(BasePredictor):
         a = torch.randn(n, self.w.shape[0], dtype=torch.float16, device='cuda')
         out = (a @ self.w).float().abs().mean().item()
         torch.cuda.synchronize()
-        return '%s: %s n=%d mean=%.4f in %.3f s' % (os.environ.get('MODEL_NAME', 'model'), torch.cuda.get_device_name(0),
-                                                   n, out, time.perf_counter() - start)
+        name = os.environ.get('MODEL_NAME', 'model')
+        return '%s: %s n=%d mean=%.4f in %.3f s' % (name, torch.cuda.get_device_name(0), n, out,
+                                                   time.perf_counter() - start)

@@ -106,8 +106,8 @@ def test_reports_models_with_health_and_uptime(monkeypatch, capsys, cog):
     assert len(calls) == 3
     assert result['docker'] == {'server_version': '26.1.5', 'data_root': None, 'data_root_free_mib': None,
                                 'cdi_enabled': False, 'cdi_spec_dirs': [],
-                                    'nvidia_cdi_devices': [], 'nvidia_cdi_specs': [],
-                                    'runtimes': ['nvidia', 'runc'], 'gpu_access': True}
+                                'nvidia_cdi_devices': [], 'nvidia_cdi_specs': [],
+                                'runtimes': ['nvidia', 'runc'], 'gpu_access': True}
 
 
 def test_setup_failed_carries_the_logs(monkeypatch, capsys, cog):
