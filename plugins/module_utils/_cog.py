@@ -16,9 +16,6 @@ import hashlib
 import json
 import re
 
-# Kept here too: older callers read it from this module.
-from ansible_collections.homelab.gpu.plugins.module_utils._gpu_procs import container_id_from_cgroup  # noqa: F401
-
 MANAGED_LABEL = 'homelab.gpu.managed'
 HASH_LABEL = 'homelab.gpu.config-hash'
 GPUS_LABEL = 'homelab.gpu.gpus'

@@ -321,21 +321,6 @@ def test_parse_listening_ports(text, ports):
     assert _cog.parse_listening_ports(text) == ports
 
 
-CID = '3f1e' + '0' * 56 + 'beef'
-CGROUPS = [
-    ('cgroup v2 systemd driver', '0::/system.slice/docker-%s.scope\n' % CID, CID),
-    ('cgroup v2 cgroupfs driver', '0::/docker/%s\n' % CID, CID),
-    ('cgroup v1', '12:memory:/docker/%s\n11:cpu,cpuacct:/docker/%s\n' % (CID, CID), CID),
-    ('host process', '0::/user.slice/user-1000.slice/session-2.scope\n', None),
-    ('empty', '', None),
-]
-
-
-@pytest.mark.parametrize('text, cid', [c[1:] for c in CGROUPS], ids=[c[0] for c in CGROUPS])
-def test_container_id_from_cgroup(text, cid):
-    assert _cog.container_id_from_cgroup(text) == cid
-
-
 # ---------------------------------------------------------------- VRAM admission
 
 def test_admission_fits_on_the_rtx3050():

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 
@@ -76,3 +78,18 @@ def test_real_coglet_worker_maps_to_its_container():
     by_container, others = _gpu_procs.attribute(found, {1617: cgroup}, {container_id: 'model_a'})
     assert _gpu_procs.describe(by_container['model_a']) == '6214 MiB on GPU 0'
     assert others == []
+
+
+CID = '3f1e' + '0' * 56 + 'beef'
+CGROUP_CASES = [
+    ('cgroup v2 systemd driver', '0::/system.slice/docker-%s.scope\n' % CID, CID),
+    ('cgroup v2 cgroupfs driver', '0::/docker/%s\n' % CID, CID),
+    ('cgroup v1', '12:memory:/docker/%s\n11:cpu,cpuacct:/docker/%s\n' % (CID, CID), CID),
+    ('host process', '0::/user.slice/user-1000.slice/session-2.scope\n', None),
+    ('empty', '', None),
+]
+
+
+@pytest.mark.parametrize('text, cid', [c[1:] for c in CGROUP_CASES], ids=[c[0] for c in CGROUP_CASES])
+def test_container_id_from_cgroup(text, cid):
+    assert _gpu_procs.container_id_from_cgroup(text) == cid
