@@ -119,6 +119,12 @@ options:
       bind_address:
         description: Address the port is published on. Defaults to O(bind_address).
         type: str
+      allowed_networks:
+        description:
+          - Accepted and ignored here, so that one model list serves both modules. M(homelab.gpu.cog_firewall)
+            applies it (the networks allowed to reach this model's port).
+        type: list
+        elements: str
   registry_auths:
     description:
       - Registry credentials. The module logs in with C(docker login --password-stdin) unless the Docker config
@@ -914,6 +920,7 @@ def main():
         prune_image=dict(type='bool', default=False),
         shm_size=dict(type='str'),
         bind_address=dict(type='str'),
+        allowed_networks=dict(type='list', elements='str'),
     )
     argument_spec = dict(
         models=dict(type='list', elements='dict', required=True, options=model_options),
