@@ -108,7 +108,6 @@ notes:
   - This restricts who can connect. It adds no authentication and no TLS. See the Security section of
     docs/RELIABILITY.md for a reverse proxy in front of the models.
 seealso:
-  - role: homelab.gpu.cog_models
   - module: homelab.gpu.cog_model
   - name: Docker and iptables (DOCKER-USER)
     description: Docker's guide to adding rules that apply to published ports.
