@@ -314,12 +314,11 @@ def plan(save_text, chain, rules, legacy_hint=False) -> Plan:
         if not jumps:
             commands.append(Command('iptables', ['-w', '-I', DOCKER_USER, '1', '-j', chain]))
             actions.append('DOCKER-USER now jumps to %s' % chain)
-        for _ in jumps[1:]:
-            commands.append(Command('iptables', ['-w', '-D', DOCKER_USER, '-j', chain]))
-            actions.append('removed a second jump from DOCKER-USER to %s' % chain)
+        extra = len(jumps) - 1
+        commands += [Command('iptables', ['-w', '-D', DOCKER_USER, '-j', chain])] * max(extra, 0)
+        actions += ['removed a second jump from DOCKER-USER to %s' % chain] * max(extra, 0)
     else:
-        for _ in jumps:
-            commands.append(Command('iptables', ['-w', '-D', DOCKER_USER, '-j', chain]))
+        commands += [Command('iptables', ['-w', '-D', DOCKER_USER, '-j', chain])] * len(jumps)
         if jumps:
             actions.append('DOCKER-USER no longer jumps to %s' % chain)
         if current is not None:
@@ -362,8 +361,8 @@ class Runner:
         self.module = module
         self.dry_run = dry_run
         self.ran = []
-        self.bins = dict((tool, module.get_bin_path(tool)) for tool in ('iptables', 'iptables-save',
-                                                                         'iptables-restore'))
+        tools = ('iptables', 'iptables-save', 'iptables-restore')
+        self.bins = dict((tool, module.get_bin_path(tool)) for tool in tools)
 
     def missing(self):
         return [tool for tool, path in self.bins.items() if not path]
@@ -387,8 +386,8 @@ class Runner:
             return
         res = run_command(self.module, argv, timeout=COMMAND_TIMEOUT, data=command.data)
         if res.rc != 0:
-            raise FirewallError('%s failed (rc=%s): %s' % (' '.join([command.tool] + command.args), res.rc,
-                                                          (res.stderr or res.stdout).strip() or '(no output)'))
+            said = (res.stderr or res.stdout).strip() or '(no output)'
+            raise FirewallError('%s failed (rc=%s): %s' % (' '.join([command.tool] + command.args), res.rc, said))
 
 
 def read_file(path):
