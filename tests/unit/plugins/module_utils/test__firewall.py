@@ -24,7 +24,8 @@ def models(*entries):
 
 # The restricted state of the captured fixtures: llama_tiny on 5001 from the LAN and the VPN, sdxl on 5002
 # from the LAN only (its own list).
-LAN, VPN = '192.168.1.0/24', '10.8.0.0/24'
+LAN = '192.168.1.0/24'
+VPN = '10.8.0.0/24'
 RESTRICTED = fw.rules_for(fw.wanted(
     models(('llama_tiny', 5001, None), ('sdxl', 5002, [LAN])), [LAN, VPN]))
 
