@@ -105,22 +105,16 @@ def parse_network(value, where) -> ipaddress.IPv4Network:
     """An IPv4 network in CIDR form (a bare address is a /32), strictly: no host bits, no IPv6."""
     text = value if isinstance(value, str) else str(value)
     try:
-        net = ipaddress.ip_network(text, strict=True)
+        net = ipaddress.ip_network(text, strict=False)
     except ValueError as exc:
-        loose = None
-        try:
-            loose = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            pass
-        if loose is not None:
-            raise FirewallError('%s %r has host bits set; write the network address, %s'
-                                % (where, value, loose)) from exc
         raise FirewallError('%s %r is not an IPv4 network in CIDR form (for example 192.168.1.0/24)'
                             % (where, value)) from exc
     if net.version != 4:
         raise FirewallError(
             '%s %r is an IPv6 network. Only IPv4 is filtered: the model ports are published on IPv4 addresses '
             '(bind_address), so IPv6 clients cannot reach them at all. List IPv4 networks only' % (where, value))
+    if net.network_address != ipaddress.ip_interface(text).ip:
+        raise FirewallError('%s %r has host bits set; write the network address, %s' % (where, value, net))
     return net
 
 

@@ -80,6 +80,12 @@ WANTED_BAD = [
      "models[1] (b).allowed_networks[1] 'fd00::/64' is an IPv6 network. Only IPv4 is filtered: the model ports "
      "are published on IPv4 addresses (bind_address), so IPv6 clients cannot reach them at all. "
      "List IPv4 networks only"),
+    ('IPv6 network with host bits', models(('a', 5001, ['fd00::1/64'])), [],
+     "models[0] (a).allowed_networks[0] 'fd00::1/64' is an IPv6 network. Only IPv4 is filtered: the model ports "
+     "are published on IPv4 addresses (bind_address), so IPv6 clients cannot reach them at all. "
+     "List IPv4 networks only"),
+    ('/0 with host bits', models(('a', 5001, ['10.0.0.0/0'])), [],
+     "models[0] (a).allowed_networks[0] '10.0.0.0/0' has host bits set; write the network address, 0.0.0.0/0"),
     ('IPv6 bind address', [dict(name='a', port=5001, bind_address='::')], [LAN],
      "models[0] (a).bind_address :: publishes the port on IPv6, which these rules do not filter (they restrict "
      "IPv4 in Docker's DOCKER-USER chain). Publish it on 0.0.0.0 or an IPv4 address of the host, or give this "
