@@ -279,8 +279,8 @@ def test_unreadable_iptables_is_no_failure_when_nothing_is_restricted(capsys, tm
     assert result['changed'] is had_rules
     assert result['commands'] == []
     if had_rules:
-        assert iptables.warned == [PERMISSION_DENIED + '; the rules of HOMELAB-GPU-MODELS, if any are left, could not be '
-                                                'checked']
+        assert iptables.warned == [
+            PERMISSION_DENIED + '; the rules of HOMELAB-GPU-MODELS, if any are left, could not be checked']
         assert not rules_file.exists()
     else:
         assert iptables.warned == []
