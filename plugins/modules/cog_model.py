@@ -136,6 +136,12 @@ options:
           - Only with O(models[].state=started).
         type: bool
         default: false
+      allowed_networks:
+        description:
+          - Accepted and ignored here, so that one model list serves both modules. M(homelab.gpu.cog_firewall)
+            applies it (the networks allowed to reach this model's port).
+        type: list
+        elements: str
   registry_auths:
     description:
       - Registry credentials. The module logs in with C(docker login --password-stdin) unless the Docker config
@@ -1109,6 +1115,7 @@ def main():
         takeover=dict(type='bool', default=False),
         shm_size=dict(type='str'),
         bind_address=dict(type='str'),
+        allowed_networks=dict(type='list', elements='str'),
     )
     argument_spec = dict(
         models=dict(type='list', elements='dict', required=True, options=model_options),
