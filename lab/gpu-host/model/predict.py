@@ -25,5 +25,5 @@ class Predictor(BasePredictor):
         out = (a @ self.w).float().abs().mean().item()
         torch.cuda.synchronize()
         name = os.environ.get('MODEL_NAME', 'model')
-        return '%s: %s n=%d mean=%.4f in %.3f s' % (name, torch.cuda.get_device_name(0), n, out,
-                                                   time.perf_counter() - start)
+        took = time.perf_counter() - start
+        return '%s: %s n=%d mean=%.4f in %.3f s' % (name, torch.cuda.get_device_name(0), n, out, took)
