@@ -54,6 +54,14 @@ def nvidia_driver_debian_components(index_targets, codename):
     return _driver_plan.missing_debian_components(index_targets or '', str(codename))
 
 
+def nvidia_driver_hold(dpkg_query, plan, kernel):
+    """{packages, to_hold, branches, message}: the installed driver packages that nvidia_driver_hold_packages holds."""
+    if not isinstance(plan, dict):
+        raise AnsibleFilterError('nvidia_driver_hold: plan must be the result of homelab.gpu.nvidia_driver_plan '
+                                 '(a dict), got %s' % type(plan).__name__)
+    return _driver_plan.hold_plan(dpkg_query or '', plan, str(kernel or ''))
+
+
 class FilterModule:
     """The filters of the nvidia_driver role."""
 
@@ -61,4 +69,5 @@ class FilterModule:
         return {
             'nvidia_driver_plan': nvidia_driver_plan,
             'nvidia_driver_debian_components': nvidia_driver_debian_components,
+            'nvidia_driver_hold': nvidia_driver_hold,
         }
