@@ -9,6 +9,7 @@ The documentation of each filter is in the YAML file of the same name beside thi
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _driver_plan
 
@@ -44,6 +45,7 @@ def nvidia_driver_plan(probe, host, options=None, nouveau_loaded=False, connecti
             precompiled=None if apt_policy is None else _driver_plan.parse_apt_policy(apt_policy),
             installed=list(installed or []),
             mok_enrolled=bool(mok_enrolled),
+            supported=None if host.get('supported') is None else boolean(host['supported'], strict=False),
             **options)
     except (_driver_plan.PlanError, ValueError, TypeError) as exc:
         raise AnsibleFilterError('nvidia_driver_plan: %s' % exc) from exc

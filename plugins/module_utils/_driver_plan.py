@@ -176,21 +176,24 @@ def supported_releases():
     return 'Ubuntu %s, Debian %s' % (' and '.join(UBUNTU_VERSIONS), ' and '.join(sorted(DEBIAN_BRANCHES)))
 
 
-def unsupported_message(release, reason, acceptable_branches, min_branch):
-    """The refusal for a host that preflight let through (preflight_fail_unsupported=false) but that needs an install."""
+def unsupported_message(unsupported, reason, acceptable_branches, min_branch):
+    """The refusal for a host that preflight let through (preflight_fail_unsupported=false) but that needs an install.
+
+    unsupported: what is unsupported, as '<release> is not ...' (see plan()).
+    """
     wanted = ('of one of the branches %s' % ', '.join(str(b) for b in acceptable_branches)
               if acceptable_branches else 'of branch %s or newer' % min_branch)
-    return ('%s is not a release homelab.gpu.nvidia_driver installs the driver on (%s), and %s. '
+    return ('%s, and %s. '
             'preflight_fail_unsupported=false lets the roles run on it, but the role only keeps a working driver '
             'there. Install an NVIDIA driver %s yourself (your distribution\'s packages), reboot and re-run: the '
             'role then finds it working and leaves it alone. Or skip the role on this host (provision_driver: '
-            'false in homelab.gpu.provision). Nothing was changed.' % (release, supported_releases(), reason, wanted))
+            'false in homelab.gpu.provision). Nothing was changed.' % (unsupported, reason, wanted))
 
 
 def plan(probe, distribution, distribution_version, kernel=None, secure_boot=None, branch='580', server=False,
          open_module=True, min_branch=535, acceptable_branches=None, reboot=True, connection_local=False,
          nouveau_loaded=False, precompiled=None, prefer_precompiled=True, installed=None, mok_enrolled=False,
-         extra_packages=None):
+         extra_packages=None, supported=None):
     """Decide what the nvidia_driver role does.
 
     probe: the result of homelab.gpu.nvidia_smi_info (state, driver_version, message).
@@ -204,6 +207,8 @@ def plan(probe, distribution, distribution_version, kernel=None, secure_boot=Non
     ubuntu_precompiled_names(); None when not looked up yet (the role looks it up only when it installs).
     installed: names of installed packages that matter (linux-image-*-hwe-*), for the metapackage choice.
     mok_enrolled: the DKMS signing key is enrolled (mokutil --test-key), so DKMS modules load under Secure Boot.
+    supported: preflight_host.supported; False makes the role keep a working driver only, as on a release it has no
+    packages for.
 
     Returns a dict: action (none, install, reboot, refuse), message, current_branch, acceptable, install,
     packages, kernel_module (precompiled, dkms or None), module_signed, reboot_required, reboot_reasons,
@@ -216,6 +221,7 @@ def plan(probe, distribution, distribution_version, kernel=None, secure_boot=Non
     probe = probe or {}
     state = probe.get('state')
     distribution, version = _version_key(distribution, distribution_version)
+    # Why the host is unsupported ('<release> is not ...'), or None: the role then keeps a working driver only.
     unsupported = None
     acceptable_branches = [int(b) for b in (acceptable_branches or [])]
     current_branch = branch_of(probe.get('driver_version')) if state == PROBE_OK else None
@@ -247,7 +253,13 @@ def plan(probe, distribution, distribution_version, kernel=None, secure_boot=Non
         # is kept (and a mismatch rebooted away), an install is refused below.
         exact = meta = None
         lookup = []
-        unsupported = '%s %s' % (distribution, distribution_version)
+        unsupported = '%s %s is not a release homelab.gpu.nvidia_driver installs the driver on (%s)' % (
+            distribution, distribution_version, supported_releases())
+    if supported is False and unsupported is None:
+        # preflight_host.supported: the platform is outside preflight's lists (architecture, or a list the user
+        # narrowed), and preflight_fail_unsupported=false let it through. The two roles agree on what is supported.
+        unsupported = ('%s %s is not a platform homelab.gpu.preflight supports (preflight_supported_platforms, '
+                       'preflight_supported_architectures)' % (distribution, distribution_version))
 
     if state not in (PROBE_OK, PROBE_NOT_INSTALLED, PROBE_NO_DEVICES, PROBE_DRIVER_NOT_LOADED, PROBE_MISMATCH,
                      PROBE_ERROR):
@@ -268,9 +280,8 @@ def plan(probe, distribution, distribution_version, kernel=None, secure_boot=Non
             result['message'] = 'NVIDIA driver %s (branch %s) works and is acceptable: nothing to do.' % (
                 probe.get('driver_version'), current_branch)
             if unsupported:
-                result['warnings'].append(
-                    '%s is not a release the role installs the driver on (%s); it keeps the working driver, and '
-                    'would refuse to install another.' % (unsupported, supported_releases()))
+                result['warnings'].append('%s; the role keeps the working driver, and would refuse to install '
+                                          'another.' % unsupported)
             return result
         wanted = ('one of the branches %s (nvidia_driver_acceptable_branches)'
                   % ', '.join(str(b) for b in acceptable_branches)) if acceptable_branches else (

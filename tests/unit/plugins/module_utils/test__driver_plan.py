@@ -428,8 +428,26 @@ def test_unsupported_release_keeps_a_working_driver(host):
     assert plan['hold_branch'] == 580
     assert plan['message'] == 'NVIDIA driver 580.159.04 (branch 580) works and is acceptable: nothing to do.'
     assert plan['warnings'] == [
-        '%s %s is not a release the role installs the driver on (Ubuntu 22.04 and 24.04, Debian 12); it keeps the '
-        'working driver, and would refuse to install another.' % (host['distribution'], host['distribution_version'])]
+        '%s %s is not a release homelab.gpu.nvidia_driver installs the driver on (Ubuntu 22.04 and 24.04, Debian 12); '
+        'the role keeps the working driver, and would refuse to install another.'
+        % (host['distribution'], host['distribution_version'])]
+
+
+def test_platform_preflight_does_not_support_is_treated_alike():
+    # preflight_host.supported is false (an architecture or a list outside preflight's), on a release the role
+    # would otherwise install on: the two roles agree.
+    kept = run(OK_580, NOBLE, supported=False)
+    assert kept['action'] == 'none'
+    assert kept['warnings'] == [
+        'Ubuntu 24.04 is not a platform homelab.gpu.preflight supports (preflight_supported_platforms, '
+        'preflight_supported_architectures); the role keeps the working driver, and would refuse to install '
+        'another.']
+    refused = run(NOT_INSTALLED, NOBLE, supported=False)
+    assert refused['action'] == 'refuse'
+    assert refused['message'].startswith(
+        'Ubuntu 24.04 is not a platform homelab.gpu.preflight supports (preflight_supported_platforms, '
+        'preflight_supported_architectures), and no NVIDIA driver is installed (no nvidia-smi). ')
+    assert run(NOT_INSTALLED, NOBLE, supported=True)['action'] == 'install'
 
 
 def test_unsupported_release_reboots_a_driver_library_mismatch_away():
