@@ -44,7 +44,7 @@ options:
     description: Path of the docker CLI. Default is C(docker) from C(PATH).
     type: path
 notes:
-  - Needs a user that may talk to Docker (root, or a member of the C(docker) group): use C(become).
+  - Needs a user that may talk to Docker (root, or a member of the C(docker) group), so use C(become).
   - A container whose log driver keeps no log that Docker can read back (C(none), C(syslog), ...) comes back with
     RV(models[].error) set instead of lines.
 seealso:
