@@ -9,6 +9,7 @@ The documentation of each filter is in the YAML file of the same name beside thi
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _driver_plan
 
@@ -44,6 +45,7 @@ def nvidia_driver_plan(probe, host, options=None, nouveau_loaded=False, connecti
             precompiled=None if apt_policy is None else _driver_plan.parse_apt_policy(apt_policy),
             installed=list(installed or []),
             mok_enrolled=bool(mok_enrolled),
+            supported=None if host.get('supported') is None else boolean(host['supported'], strict=False),
             **options)
     except (_driver_plan.PlanError, ValueError, TypeError) as exc:
         raise AnsibleFilterError('nvidia_driver_plan: %s' % exc) from exc
@@ -54,6 +56,14 @@ def nvidia_driver_debian_components(index_targets, codename):
     return _driver_plan.missing_debian_components(index_targets or '', str(codename))
 
 
+def nvidia_driver_hold(dpkg_query, plan, kernel):
+    """{packages, to_hold, branches, message}: the installed driver packages that nvidia_driver_hold_packages holds."""
+    if not isinstance(plan, dict):
+        raise AnsibleFilterError('nvidia_driver_hold: plan must be the result of homelab.gpu.nvidia_driver_plan '
+                                 '(a dict), got %s' % type(plan).__name__)
+    return _driver_plan.hold_plan(dpkg_query or '', plan, str(kernel or ''))
+
+
 class FilterModule:
     """The filters of the nvidia_driver role."""
 
@@ -61,4 +71,5 @@ class FilterModule:
         return {
             'nvidia_driver_plan': nvidia_driver_plan,
             'nvidia_driver_debian_components': nvidia_driver_debian_components,
+            'nvidia_driver_hold': nvidia_driver_hold,
         }

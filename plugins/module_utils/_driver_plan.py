@@ -45,6 +45,15 @@ PROBE_ERROR = 'error'
 
 _KERNEL_RE = re.compile(r'^\d+\.\d+\.\d+-\d+-(?P<flavour>[a-z][a-z0-9-]*)$')
 
+# The format of the dpkg-query call whose output hold_plan() reads (one line per package, tab-separated).
+DPKG_HOLD_FORMAT = '${db:Status-Abbrev}\t${Package}\t${Version}\t${source:Package}\n'
+# Source packages of the NVIDIA driver: Ubuntu's nvidia-graphics-drivers-<branch>[-server] (userspace, DKMS
+# source, firmware), Debian's nvidia-graphics-drivers[-tesla[-<branch>]] and nvidia-open-gpu-kernel-modules.
+_DRIVER_SOURCE_RE = re.compile(
+    r'nvidia-(?:graphics-drivers|open-gpu-kernel-modules)(?:-tesla)?(?:-(?P<branch>\d+))?(?:-server)?')
+# Canonical's precompiled modules of one branch for one kernel: linux-(modules|objects)-nvidia-<branch>...-<kernel>.
+_MODULE_PACKAGE_RE = re.compile(r'linux-(?:modules|objects)-nvidia-(?P<branch>\d+)(?:-server)?(?:-open)?-(?P<kernel>.+)')
+
 
 class PlanError(ValueError):
     """Inputs the plan cannot work with (a programming or configuration error, not a host state)."""
@@ -162,10 +171,29 @@ def secure_boot_message(distribution, distribution_version, packages, mok_certif
            mok_certificate, mok_certificate))
 
 
+def supported_releases():
+    """'Ubuntu 22.04 and 24.04, Debian 12': the releases the role installs the driver on."""
+    return 'Ubuntu %s, Debian %s' % (' and '.join(UBUNTU_VERSIONS), ' and '.join(sorted(DEBIAN_BRANCHES)))
+
+
+def unsupported_message(unsupported, reason, acceptable_branches, min_branch):
+    """The refusal for a host that preflight let through (preflight_fail_unsupported=false) but that needs an install.
+
+    unsupported: what is unsupported, as '<release> is not ...' (see plan()).
+    """
+    wanted = ('of one of the branches %s' % ', '.join(str(b) for b in acceptable_branches)
+              if acceptable_branches else 'of branch %s or newer' % min_branch)
+    return ('%s, and %s. '
+            'preflight_fail_unsupported=false lets the roles run on it, but the role only keeps a working driver '
+            'there. Install an NVIDIA driver %s yourself (your distribution\'s packages), reboot and re-run: the '
+            'role then finds it working and leaves it alone. Or skip the role on this host (provision_driver: '
+            'false in homelab.gpu.provision). Nothing was changed.' % (unsupported, reason, wanted))
+
+
 def plan(probe, distribution, distribution_version, kernel=None, secure_boot=None, branch='580', server=False,
          open_module=True, min_branch=535, acceptable_branches=None, reboot=True, connection_local=False,
          nouveau_loaded=False, precompiled=None, prefer_precompiled=True, installed=None, mok_enrolled=False,
-         extra_packages=None):
+         extra_packages=None, supported=None):
     """Decide what the nvidia_driver role does.
 
     probe: the result of homelab.gpu.nvidia_smi_info (state, driver_version, message).
@@ -179,22 +207,28 @@ def plan(probe, distribution, distribution_version, kernel=None, secure_boot=Non
     ubuntu_precompiled_names(); None when not looked up yet (the role looks it up only when it installs).
     installed: names of installed packages that matter (linux-image-*-hwe-*), for the metapackage choice.
     mok_enrolled: the DKMS signing key is enrolled (mokutil --test-key), so DKMS modules load under Secure Boot.
+    supported: preflight_host.supported; False makes the role keep a working driver only, as on a release it has no
+    packages for.
 
     Returns a dict: action (none, install, reboot, refuse), message, current_branch, acceptable, install,
     packages, kernel_module (precompiled, dkms or None), module_signed, reboot_required, reboot_reasons,
-    reboot_now, warnings, blacklist_nouveau, hold_candidates, precompiled_lookup (the Ubuntu package names to
+    reboot_now, warnings, blacklist_nouveau, hold_candidates (the driver packages this plan installs, for a
+    check run's hold prediction), hold_branch (the branch whose packages a hold keeps: the working driver's or
+    the one installed; None when unknown), precompiled_lookup (the Ubuntu package names to
     look up with apt-cache policy), lookup_needed (the plan is provisional until they are looked up) and
     mok_certificate (the DKMS signing certificate to test with mokutil --test-key).
     """
     probe = probe or {}
     state = probe.get('state')
     distribution, version = _version_key(distribution, distribution_version)
+    # Why the host is unsupported ('<release> is not ...'), or None: the role then keeps a working driver only.
+    unsupported = None
     acceptable_branches = [int(b) for b in (acceptable_branches or [])]
     current_branch = branch_of(probe.get('driver_version')) if state == PROBE_OK else None
     result = dict(action=ACTION_NONE, message='', current_branch=current_branch, acceptable=None, install=False,
                   packages=[], kernel_module=None, module_signed=None, reboot_required=False, reboot_reasons=[],
                   reboot_now=False, warnings=[], blacklist_nouveau=False, hold_candidates=[],
-                  precompiled_lookup=[], lookup_needed=False,
+                  precompiled_lookup=[], lookup_needed=False, hold_branch=None,
                   mok_certificate=DKMS_MOK_CERTIFICATES.get((distribution, version)))
 
     def refuse(message):
@@ -205,17 +239,27 @@ def plan(probe, distribution, distribution_version, kernel=None, secure_boot=Non
         exact, meta, lookup = ubuntu_precompiled_names(branch, server, open_module, kernel, version, installed)
         suffix = ubuntu_suffix(server, open_module)
         utils = 'nvidia-utils-%s%s' % (branch, '-server' if server else '')
+        # Not the module metapackage (meta): it must follow kernel upgrades, or the next kernel boots without
+        # an NVIDIA module.
         result['hold_candidates'] = [p for p in (
             'nvidia-driver-%s%s' % (branch, suffix), 'nvidia-headless-no-dkms-%s%s' % (branch, suffix), utils,
-            exact, meta) if p]
+            exact) if p]
     elif distribution == 'Debian' and version in DEBIAN_BRANCHES:
         exact = meta = None
         lookup = []
         result['hold_candidates'] = ['nvidia-driver', 'nvidia-kernel-dkms']
     else:
-        return refuse('homelab.gpu.nvidia_driver installs the driver on Ubuntu %s and Debian %s, not on %s %s.'
-                      % (' and '.join(UBUNTU_VERSIONS), ', '.join(sorted(DEBIAN_BRANCHES)), distribution,
-                         distribution_version))
+        # A release the role cannot install on, let through by preflight_fail_unsupported=false: a working driver
+        # is kept (and a mismatch rebooted away), an install is refused below.
+        exact = meta = None
+        lookup = []
+        unsupported = '%s %s is not a release homelab.gpu.nvidia_driver installs the driver on (%s)' % (
+            distribution, distribution_version, supported_releases())
+    if supported is False and unsupported is None:
+        # preflight_host.supported: the platform is outside preflight's lists (architecture, or a list the user
+        # narrowed), and preflight_fail_unsupported=false let it through. The two roles agree on what is supported.
+        unsupported = ('%s %s is not a platform homelab.gpu.preflight supports (preflight_supported_platforms, '
+                       'preflight_supported_architectures)' % (distribution, distribution_version))
 
     if state not in (PROBE_OK, PROBE_NOT_INSTALLED, PROBE_NO_DEVICES, PROBE_DRIVER_NOT_LOADED, PROBE_MISMATCH,
                      PROBE_ERROR):
@@ -232,8 +276,12 @@ def plan(probe, distribution, distribution_version, kernel=None, secure_boot=Non
             acceptable = current_branch >= int(min_branch)
         result['acceptable'] = acceptable
         if acceptable:
+            result['hold_branch'] = current_branch
             result['message'] = 'NVIDIA driver %s (branch %s) works and is acceptable: nothing to do.' % (
                 probe.get('driver_version'), current_branch)
+            if unsupported:
+                result['warnings'].append('%s; the role keeps the working driver, and would refuse to install '
+                                          'another.' % unsupported)
             return result
         wanted = ('one of the branches %s (nvidia_driver_acceptable_branches)'
                   % ', '.join(str(b) for b in acceptable_branches)) if acceptable_branches else (
@@ -261,6 +309,9 @@ def plan(probe, distribution, distribution_version, kernel=None, secure_boot=Non
         result['blacklist_nouveau'] = True
 
     # 3. What would be installed, and whether the firmware would load it.
+    if unsupported and (install_reason or nouveau_loaded):
+        return refuse(unsupported_message(unsupported, install_reason or 'the nouveau module holds the GPU',
+                                          acceptable_branches, min_branch))
     if install_reason:
         result['install'] = True
         result['blacklist_nouveau'] = True
@@ -277,6 +328,7 @@ def plan(probe, distribution, distribution_version, kernel=None, secure_boot=Non
                                  if acceptable_branches else
                                  ('lower nvidia_driver_min_branch to %s' % debian_branch)))
         result['packages'] = packages + [p for p in (extra_packages or []) if p not in packages]
+        result['hold_branch'] = DEBIAN_BRANCHES[version] if distribution == 'Debian' else int(branch)
         if note:
             result['warnings'].append(note)
         if result['lookup_needed']:
@@ -366,3 +418,80 @@ def _packages(distribution, version, branch, server, open_module, kernel, exact,
         note = ('%s is not available from the APT sources: the module is built by DKMS instead.' % exact)
     headers = 'linux-headers-%s' % kernel if kernel else 'linux-headers-generic'
     return ['nvidia-driver-%s%s' % (branch, suffix), headers], note
+
+
+def parse_dpkg_query(text):
+    """Output of ``dpkg-query -W -f DPKG_HOLD_FORMAT`` -> list of {name, version, source, installed, held}.
+
+    installed: the package is unpacked and configured or half-way (the second letter of db:Status-Abbrev is not
+    ``n`` or ``c``: not merely known or left as config files); held: its selection is ``hold`` (first letter ``h``).
+    The source is the package name when dpkg prints none (a package built from a source of its own name).
+    """
+    packages = []
+    for line in (text or '').splitlines():
+        parts = line.split('\t')
+        if len(parts) != 4 or len(parts[0]) < 2:
+            continue
+        status, name, version, source = parts
+        packages.append(dict(name=name.strip(), version=version.strip(), source=source.strip() or name.strip(),
+                             installed=status[1] not in 'nc', held=status[0] == 'h'))
+    return packages
+
+
+def driver_package_branch(package, kernel):
+    """The driver branch a package of parse_dpkg_query belongs to, or None when it is no NVIDIA driver package.
+
+    Packages built from the driver's source packages (_DRIVER_SOURCE_RE) take the branch from the source name
+    (Ubuntu) or from their version (Debian: 535.247.01-1~deb12u1); Canonical's precompiled modules count only for
+    the running ``kernel`` (those of other kernels are removed with their kernel).
+    """
+    source = _DRIVER_SOURCE_RE.fullmatch(package['source'])
+    if source:
+        if source.group('branch'):
+            return int(source.group('branch'))
+        return branch_of(re.sub(r'^\d+:', '', package['version']))
+    module = _MODULE_PACKAGE_RE.fullmatch(package['name'])
+    if module and module.group('kernel') == kernel:
+        return int(module.group('branch'))
+    return None
+
+
+def hold_plan(dpkg_text, driver_plan, kernel):
+    """What nvidia_driver_hold_packages holds: the installed packages of the working (or just installed) driver.
+
+    dpkg_text: output of ``dpkg-query -W -f DPKG_HOLD_FORMAT``; driver_plan: the result of plan(), whose
+    hold_branch says which branch (None: every installed driver branch) and, when it installs, whose
+    hold_candidates among its packages are predicted for a check run that installed nothing.
+
+    Returns {packages: every driver package to keep held, sorted; to_hold: those not held yet; branches: the
+    branches found; message: what was (or, for a check run, would be) held}.
+    """
+    branch = driver_plan.get('hold_branch')
+    found = {}
+    for package in parse_dpkg_query(dpkg_text):
+        if not package['installed']:
+            continue
+        package_branch = driver_package_branch(package, kernel)
+        if package_branch is not None and (branch is None or package_branch == branch):
+            found[package['name']] = (package_branch, package['held'])
+    if driver_plan.get('install'):
+        for name in driver_plan.get('packages') or []:
+            if name in (driver_plan.get('hold_candidates') or []) and name not in found:
+                found[name] = (branch, False)
+    packages = sorted(found)
+    to_hold = [name for name in packages if not found[name][1]]
+    branches = sorted(set(b for b, _held in found.values() if b is not None))
+    of_branch = ('NVIDIA driver branch %s' % branch) if branch is not None else (
+        'the NVIDIA driver (branch %s)' % ', '.join(str(b) for b in branches) if branches else 'the NVIDIA driver')
+    if not packages:
+        message = ('nvidia_driver_hold_packages is true, but no installed package belongs to %s, so nothing was '
+                   'held. A driver installed with NVIDIA\'s .run installer is no package and cannot be held.'
+                   % of_branch)
+    elif not to_hold:
+        message = 'The %d packages of %s are held already: %s.' % (len(packages), of_branch, ', '.join(packages))
+    else:
+        message = 'Held %d packages of %s%s: %s.' % (
+            len(packages), of_branch,
+            ' (%d of them already)' % (len(packages) - len(to_hold)) if len(to_hold) < len(packages) else '',
+            ', '.join(packages))
+    return dict(packages=packages, to_hold=to_hold, branches=branches, message=message)

@@ -17,7 +17,23 @@ POLICY = 'linux-modules-nvidia-580-open-6.8.0-45-generic:\n  Installed: (none)\n
 
 
 def test_filters_are_registered():
-    assert set(flt.FilterModule().filters()) == {'nvidia_driver_plan', 'nvidia_driver_debian_components'}
+    assert set(flt.FilterModule().filters()) == {'nvidia_driver_plan', 'nvidia_driver_debian_components',
+                                                 'nvidia_driver_hold'}
+
+
+def test_hold_reads_dpkg_output_with_the_plan():
+    plan = flt.nvidia_driver_plan({'state': 'ok', 'driver_version': '550.120'}, HOST)
+    hold = flt.nvidia_driver_hold('ii \tnvidia-utils-550\t550.120-0ubuntu1\tnvidia-graphics-drivers-550\n', plan,
+                                  HOST['kernel'])
+    assert hold['packages'] == hold['to_hold'] == ['nvidia-utils-550']
+    assert flt.nvidia_driver_hold(None, plan, None)['packages'] == []
+
+
+def test_hold_needs_a_plan():
+    with pytest.raises(AnsibleFilterError) as exc:
+        flt.nvidia_driver_hold('', 'plan', '6.8.0-45-generic')
+    assert str(exc.value) == ('nvidia_driver_hold: plan must be the result of homelab.gpu.nvidia_driver_plan (a '
+                              'dict), got str')
 
 
 def test_plan_passes_host_options_and_apt_policy():

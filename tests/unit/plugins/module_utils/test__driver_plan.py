@@ -22,6 +22,9 @@ ERROR = {'state': 'error', 'driver_version': None, 'message': 'nvidia-smi timed 
 NOBLE = dict(distribution='Ubuntu', distribution_version='24.04', kernel='6.8.0-45-generic')
 JAMMY = dict(distribution='Ubuntu', distribution_version='22.04', kernel='5.15.0-125-generic')
 BOOKWORM = dict(distribution='Debian', distribution_version='12.12', kernel='6.1.0-40-amd64')
+# Releases the role does not install on; preflight lets them through with preflight_fail_unsupported=false.
+FOCAL = dict(distribution='Ubuntu', distribution_version='20.04', kernel='5.4.0-1-generic')
+ROCKY = dict(distribution='Rocky', distribution_version='9.4', kernel='5.14.0')
 
 # apt-cache policy output as on noble: the exact package and the GA metapackage exist, the HWE one does not.
 POLICY_580_OPEN = """linux-modules-nvidia-580-open-6.8.0-45-generic:
@@ -353,10 +356,27 @@ def test_local_connection_refuses_to_reboot(probe, options, what):
                             'The NVIDIA driver is loaded but sees no GPU.'),
     (ERROR, NOBLE, {}, 'nvidia-smi failed in a way that installing the driver would not fix: '
                        'nvidia-smi timed out after 15 s.'),
-    (NOT_INSTALLED, dict(distribution='Ubuntu', distribution_version='20.04', kernel='5.4.0-1-generic'), {},
-     'homelab.gpu.nvidia_driver installs the driver on Ubuntu 22.04 and 24.04 and Debian 12, not on Ubuntu 20.04.'),
-    (OK_580, dict(distribution='Rocky', distribution_version='9.4', kernel='5.14.0'), {},
-     'homelab.gpu.nvidia_driver installs the driver on Ubuntu 22.04 and 24.04 and Debian 12, not on Rocky 9.4.'),
+    (NOT_INSTALLED, FOCAL, {},
+     'Ubuntu 20.04 is not a release homelab.gpu.nvidia_driver installs the driver on (Ubuntu 22.04 and 24.04, '
+     'Debian 12), and no NVIDIA driver is installed (no nvidia-smi). preflight_fail_unsupported=false lets the '
+     'roles run on it, but the role only keeps a working driver there. Install an NVIDIA driver of branch 535 or '
+     'newer yourself (your distribution\'s packages), reboot and re-run: the role then finds it working and leaves '
+     'it alone. Or skip the role on this host (provision_driver: false in homelab.gpu.provision). Nothing was '
+     'changed.'),
+    (OK_470, ROCKY, {'acceptable_branches': [580, 575]},
+     'Rocky 9.4 is not a release homelab.gpu.nvidia_driver installs the driver on (Ubuntu 22.04 and 24.04, '
+     'Debian 12), and driver 470.256.02 works but is not one of the branches 580, 575 '
+     '(nvidia_driver_acceptable_branches). preflight_fail_unsupported=false lets the roles run on it, but the role '
+     'only keeps a working driver there. Install an NVIDIA driver of one of the branches 580, 575 yourself (your '
+     'distribution\'s packages), reboot and re-run: the role then finds it working and leaves it alone. Or skip '
+     'the role on this host (provision_driver: false in homelab.gpu.provision). Nothing was changed.'),
+    (NOT_LOADED, FOCAL, {'nouveau_loaded': True},
+     'Ubuntu 20.04 is not a release homelab.gpu.nvidia_driver installs the driver on (Ubuntu 22.04 and 24.04, '
+     'Debian 12), and the NVIDIA kernel module is not loaded. preflight_fail_unsupported=false lets the roles run '
+     'on it, but the role only keeps a working driver there. Install an NVIDIA driver of branch 535 or newer '
+     'yourself (your distribution\'s packages), reboot and re-run: the role then finds it working and leaves it '
+     'alone. Or skip the role on this host (provision_driver: false in homelab.gpu.provision). Nothing was '
+     'changed.'),
     (OK_470, BOOKWORM, {'secure_boot': False, 'min_branch': 550},
      'Driver 470.256.02 works but is not branch 550 or newer (nvidia_driver_min_branch), and Debian 12 ships only '
      'branch 535 (nvidia-driver from non-free), which the role options do not accept either: lower '
@@ -385,14 +405,152 @@ def test_unknown_probe_state_is_a_programming_error():
 # ---------------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('host, options, hold', [
+    # Not the metapackage linux-modules-nvidia-580-open-generic: it must follow kernel upgrades.
     (NOBLE, {}, ['nvidia-driver-580-open', 'nvidia-headless-no-dkms-580-open', 'nvidia-utils-580',
-                 'linux-modules-nvidia-580-open-6.8.0-45-generic', 'linux-modules-nvidia-580-open-generic']),
+                 'linux-modules-nvidia-580-open-6.8.0-45-generic']),
     (dict(NOBLE, kernel='6.18.44-fc-v657-gpu'), {'server': True, 'open_module': False},
      ['nvidia-driver-580-server', 'nvidia-headless-no-dkms-580-server', 'nvidia-utils-580-server']),
     (BOOKWORM, {}, ['nvidia-driver', 'nvidia-kernel-dkms']),
 ])
 def test_hold_candidates(host, options, hold):
     assert run(OK_580, host, **options)['hold_candidates'] == hold
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A release the role does not install on (let through by preflight_fail_unsupported=false)
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('host', [FOCAL, ROCKY])
+def test_unsupported_release_keeps_a_working_driver(host):
+    plan = run(OK_580, host)
+    assert plan['action'] == 'none'
+    assert plan['install'] is False
+    assert plan['hold_branch'] == 580
+    assert plan['message'] == 'NVIDIA driver 580.159.04 (branch 580) works and is acceptable: nothing to do.'
+    assert plan['warnings'] == [
+        '%s %s is not a release homelab.gpu.nvidia_driver installs the driver on (Ubuntu 22.04 and 24.04, Debian 12); '
+        'the role keeps the working driver, and would refuse to install another.'
+        % (host['distribution'], host['distribution_version'])]
+
+
+def test_platform_preflight_does_not_support_is_treated_alike():
+    # preflight_host.supported is false (an architecture or a list outside preflight's), on a release the role
+    # would otherwise install on: the two roles agree.
+    kept = run(OK_580, NOBLE, supported=False)
+    assert kept['action'] == 'none'
+    assert kept['warnings'] == [
+        'Ubuntu 24.04 is not a platform homelab.gpu.preflight supports (preflight_supported_platforms, '
+        'preflight_supported_architectures); the role keeps the working driver, and would refuse to install '
+        'another.']
+    refused = run(NOT_INSTALLED, NOBLE, supported=False)
+    assert refused['action'] == 'refuse'
+    assert refused['message'].startswith(
+        'Ubuntu 24.04 is not a platform homelab.gpu.preflight supports (preflight_supported_platforms, '
+        'preflight_supported_architectures), and no NVIDIA driver is installed (no nvidia-smi). ')
+    assert run(NOT_INSTALLED, NOBLE, supported=True)['action'] == 'install'
+
+
+def test_unsupported_release_reboots_a_driver_library_mismatch_away():
+    plan = run(MISMATCH, FOCAL)
+    assert plan['action'] == 'reboot'
+    assert plan['reboot_now'] is True
+    assert plan['install'] is False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The hold: what is installed, whatever branch
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('probe, host, options, hold_branch', [
+    (OK_550, NOBLE, {}, 550),                         # kept: the working branch, not nvidia_driver_branch (580)
+    (OK_470, NOBLE, {}, 580),                         # replaced: the branch installed
+    (NOT_INSTALLED, BOOKWORM, {}, 535),               # Debian installs its 535
+    (MISMATCH, NOBLE, {}, None),                      # unknown: every installed driver branch
+    (NO_DEVICES, NOBLE, {}, None),
+])
+def test_hold_branch(probe, host, options, hold_branch):
+    assert run(probe, host, **options)['hold_branch'] == hold_branch
+
+
+# Hand-made dpkg-query -W -f '${db:Status-Abbrev}\t${Package}\t${Version}\t${source:Package}\n' lines, in the
+# shape of an Ubuntu 24.04 host with Canonical's 550 driver (precompiled open module for kernel 6.8.0-45), a
+# module of an older kernel, the toolkit, the config files of a removed 535 and a 470 library left over.
+DPKG_NOBLE_550 = """ii \tlibnvidia-cfg1-550\t550.120-0ubuntu0.24.04.1\tnvidia-graphics-drivers-550
+ii \tlibnvidia-compute-550\t550.120-0ubuntu0.24.04.1\tnvidia-graphics-drivers-550
+ii \tnvidia-firmware-550-550.120\t550.120-0ubuntu0.24.04.1\tnvidia-graphics-drivers-550
+hi \tnvidia-headless-no-dkms-550-open\t550.120-0ubuntu0.24.04.1\tnvidia-graphics-drivers-550
+ii \tnvidia-utils-550\t550.120-0ubuntu0.24.04.1\tnvidia-graphics-drivers-550
+ii \tlinux-modules-nvidia-550-open-6.8.0-45-generic\t6.8.0-45.45+1\tlinux-restricted-modules
+ii \tlinux-objects-nvidia-550-open-6.8.0-45-generic\t6.8.0-45.45+1\tlinux-restricted-modules
+ii \tlinux-modules-nvidia-550-open-6.8.0-40-generic\t6.8.0-40.40+1\tlinux-restricted-modules
+ii \tlinux-modules-nvidia-550-open-generic\t6.8.0-45.45+1\tlinux-restricted-modules
+ii \tlinux-signatures-nvidia-6.8.0-45-generic\t6.8.0-45.45+1\tlinux-restricted-modules
+ii \tnvidia-container-toolkit\t1.17.8-1\tnvidia-container-toolkit
+ii \tlibnvidia-container1\t1.17.8-1\tlibnvidia-container
+rc \tlibnvidia-compute-535\t535.183.01-0ubuntu0.24.04.1\tnvidia-graphics-drivers-535
+ii \tlibnvidia-compute-470\t470.256.02-0ubuntu0.24.04.1\tnvidia-graphics-drivers-470
+ii \tbash\t5.2.21-2ubuntu4\t
+"""
+NOBLE_550_HELD = ['libnvidia-cfg1-550', 'libnvidia-compute-550', 'linux-modules-nvidia-550-open-6.8.0-45-generic',
+                  'linux-objects-nvidia-550-open-6.8.0-45-generic', 'nvidia-firmware-550-550.120',
+                  'nvidia-headless-no-dkms-550-open', 'nvidia-utils-550']
+# Debian 12 with its 535 driver; the packages of other sources are not the driver's.
+DPKG_BOOKWORM_535 = """ii \tnvidia-driver\t535.216.01-1~deb12u1\tnvidia-graphics-drivers
+ii \tnvidia-kernel-dkms\t535.216.01-1~deb12u1\tnvidia-graphics-drivers
+ii \tlibcuda1\t535.216.01-1~deb12u1\tnvidia-graphics-drivers
+ii \tnvidia-open-kernel-dkms\t1:535.216.01-1~deb12u1\tnvidia-open-gpu-kernel-modules
+ii \tnvidia-persistenced\t535.171.04-1~deb12u1\tnvidia-persistenced
+ii \tfirmware-misc-nonfree\t20230210-5\tfirmware-nonfree
+ii \tglx-alternative-nvidia\t1.2.2\tglx-alternatives
+"""
+
+
+@pytest.mark.parametrize('dpkg, probe, host, options, packages, to_hold, message', [
+    # The working 550 is held although nvidia_driver_branch is 580; the old kernel's module, the metapackage, the
+    # 470 leftover, the removed 535 and the toolkit are not.
+    (DPKG_NOBLE_550, OK_550, NOBLE, {}, NOBLE_550_HELD,
+     [p for p in NOBLE_550_HELD if p != 'nvidia-headless-no-dkms-550-open'],
+     'Held 7 packages of NVIDIA driver branch 550 (1 of them already): ' + ', '.join(NOBLE_550_HELD) + '.'),
+    # Branch unknown (mismatch): every installed driver branch, the 470 leftover too.
+    (DPKG_NOBLE_550, MISMATCH, NOBLE, {}, sorted(NOBLE_550_HELD + ['libnvidia-compute-470']),
+     sorted(p for p in NOBLE_550_HELD + ['libnvidia-compute-470'] if p != 'nvidia-headless-no-dkms-550-open'),
+     'Held 8 packages of the NVIDIA driver (branch 470, 550) (1 of them already): '
+     + ', '.join(sorted(NOBLE_550_HELD + ['libnvidia-compute-470'])) + '.'),
+    (DPKG_BOOKWORM_535, dict(OK_550, driver_version='535.216.01'), BOOKWORM, {},
+     ['libcuda1', 'nvidia-driver', 'nvidia-kernel-dkms', 'nvidia-open-kernel-dkms'],
+     ['libcuda1', 'nvidia-driver', 'nvidia-kernel-dkms', 'nvidia-open-kernel-dkms'],
+     'Held 4 packages of NVIDIA driver branch 535: libcuda1, nvidia-driver, nvidia-kernel-dkms, '
+     'nvidia-open-kernel-dkms.'),
+    # Everything held already: nothing to do, and the message says so.
+    (DPKG_BOOKWORM_535.replace('ii ', 'hi '), dict(OK_550, driver_version='535.216.01'), BOOKWORM, {},
+     ['libcuda1', 'nvidia-driver', 'nvidia-kernel-dkms', 'nvidia-open-kernel-dkms'], [],
+     'The 4 packages of NVIDIA driver branch 535 are held already: libcuda1, nvidia-driver, nvidia-kernel-dkms, '
+     'nvidia-open-kernel-dkms.'),
+    # A driver from NVIDIA's .run installer: no package to hold, and the role says so.
+    ('ii \tbash\t5.2.21-2ubuntu4\t\n', OK_580, NOBLE, {}, [], [],
+     'nvidia_driver_hold_packages is true, but no installed package belongs to NVIDIA driver branch 580, so '
+     'nothing was held. A driver installed with NVIDIA\'s .run installer is no package and cannot be held.'),
+    # A check run of an install: nothing installed yet, the plan's driver packages are predicted.
+    ('', NOT_INSTALLED, NOBLE, {'precompiled': dp.parse_apt_policy(POLICY_580_OPEN)},
+     ['linux-modules-nvidia-580-open-6.8.0-45-generic', 'nvidia-headless-no-dkms-580-open', 'nvidia-utils-580'],
+     ['linux-modules-nvidia-580-open-6.8.0-45-generic', 'nvidia-headless-no-dkms-580-open', 'nvidia-utils-580'],
+     'Held 3 packages of NVIDIA driver branch 580: linux-modules-nvidia-580-open-6.8.0-45-generic, '
+     'nvidia-headless-no-dkms-580-open, nvidia-utils-580.'),
+])
+def test_hold_plan(dpkg, probe, host, options, packages, to_hold, message):
+    hold = dp.hold_plan(dpkg, run(probe, host, **options), host['kernel'])
+    assert hold['packages'] == packages
+    assert hold['to_hold'] == to_hold
+    assert hold['message'] == message
+
+
+def test_parse_dpkg_query():
+    rows = dp.parse_dpkg_query(DPKG_NOBLE_550 + 'garbage line\n')
+    assert len(rows) == 15
+    assert rows[3] == dict(name='nvidia-headless-no-dkms-550-open', version='550.120-0ubuntu0.24.04.1',
+                           source='nvidia-graphics-drivers-550', installed=True, held=True)
+    assert rows[12]['installed'] is False
+    assert rows[14]['source'] == 'bash'
 
 
 @pytest.mark.parametrize('version, branch', [
