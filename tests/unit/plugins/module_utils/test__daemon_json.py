@@ -154,43 +154,43 @@ def no_hang():
     signal.signal(signal.SIGALRM, previous)
 
 
-def test_read_file_directory(tmp_path):
-    with pytest.raises(dj.DaemonJsonError) as exc:
-        dj.read_file(str(tmp_path))
-    assert str(exc.value) == NOT_REGULAR % (tmp_path, 'a directory')
-
-
-def test_read_file_fifo_does_not_block(tmp_path, no_hang):
+def _fifo(tmp_path):
     path = tmp_path / 'daemon.json'
     os.mkfifo(str(path))
-    with pytest.raises(dj.DaemonJsonError) as exc:
-        dj.read_file(str(path))
-    assert str(exc.value) == NOT_REGULAR % (path, 'a FIFO (named pipe)')
+    return path
 
 
-def test_read_file_fifo_behind_a_symlink(tmp_path, no_hang):
+def _fifo_behind_a_symlink(tmp_path):
     fifo = tmp_path / 'pipe'
     os.mkfifo(str(fifo))
     path = tmp_path / 'daemon.json'
     path.symlink_to(fifo)
+    return path
+
+
+def _socket(tmp_path):
+    path = tmp_path / 'daemon.json'
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.close()  # the socket file stays
+    return path
+
+
+NOT_REGULAR_FILES = [
+    ('directory', lambda tmp_path: tmp_path, 'a directory'),
+    ('FIFO', _fifo, 'a FIFO (named pipe)'),
+    ('FIFO behind a symlink', _fifo_behind_a_symlink, 'a FIFO (named pipe)'),
+    ('socket', _socket, 'a socket'),
+    ('character device', lambda tmp_path: '/dev/zero', 'a character device'),
+]
+
+
+@pytest.mark.parametrize('make, kind', [c[1:] for c in NOT_REGULAR_FILES], ids=[c[0] for c in NOT_REGULAR_FILES])
+def test_read_file_refuses_what_is_not_a_regular_file_at_once(tmp_path, no_hang, make, kind):
+    path = make(tmp_path)
     with pytest.raises(dj.DaemonJsonError) as exc:
         dj.read_file(str(path))
-    assert str(exc.value) == NOT_REGULAR % (path, 'a FIFO (named pipe)')
-
-
-def test_read_file_socket(tmp_path, no_hang):
-    path = tmp_path / 'daemon.json'
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.bind(str(path))
-        with pytest.raises(dj.DaemonJsonError) as exc:
-            dj.read_file(str(path))
-    assert str(exc.value) == NOT_REGULAR % (path, 'a socket')
-
-
-def test_read_file_character_device(no_hang):
-    with pytest.raises(dj.DaemonJsonError) as exc:
-        dj.read_file('/dev/zero')
-    assert str(exc.value) == NOT_REGULAR % ('/dev/zero', 'a character device')
+    assert str(exc.value) == NOT_REGULAR % (path, kind)
 
 
 def test_read_file_no_permission(tmp_path, monkeypatch):
