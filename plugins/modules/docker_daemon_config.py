@@ -474,7 +474,7 @@ class DaemonConfig:
         return [os.path.join(os.path.dirname(real), name) for name in names]
 
     def prune_backups(self, real):
-        """Remove the backups beyond O(backup_keep), oldest first; return the paths removed."""
+        """Remove the backups beyond ``backup_keep``, oldest first; return the paths removed."""
         removed = []
         for path in self.backups_to_prune(real, self.params['backup_keep']):
             try:
