@@ -425,7 +425,7 @@ def test_check_settings_refuses_non_finite(settings, message):
 def test_check_settings_depth():
     deep = {}
     node = deep
-    for _ in range(100):
+    for _level in range(100):
         node['a'] = {}
         node = node['a']
     with pytest.raises(dj.DaemonJsonError) as exc:
