@@ -10,14 +10,30 @@ Dicts keep their key order (``json.loads`` keeps the file's order, new keys go t
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import re
+import stat
 import tempfile
 
 DEFAULT_PATH = '/etc/docker/daemon.json'
 NEW_FILE_MODE = 0o644
 NEW_DIR_MODE = 0o755
 LIST_MERGE_MODES = ('replace', 'append_unique')
+# dockerd's keys nest a few levels at most; anything deeper is not a daemon configuration, and deeper
+# still would exhaust Python's recursion limit in the parser.
+MAX_DEPTH = 100
+# Ansible's backup_local() names a backup <file>.<pid>.<YYYY-MM-DD@HH:MM:SS>~.
+_BACKUP_SUFFIX = r'\.[0-9]+\.([0-9]{4}-[0-9]{2}-[0-9]{2}@[0-9]{2}:[0-9]{2}:[0-9]{2})~'
+_FILE_TYPES = (
+    (stat.S_ISDIR, 'a directory'),
+    (stat.S_ISFIFO, 'a FIFO (named pipe)'),
+    (stat.S_ISSOCK, 'a socket'),
+    (stat.S_ISCHR, 'a character device'),
+    (stat.S_ISBLK, 'a block device'),
+)
 
 _UNTOUCHED = 'fix or remove it, it was left untouched'
 
@@ -31,21 +47,65 @@ class DaemonJsonError(Exception):
 def read_file(path):
     """Return ``(exists, text)`` for ``path``; a missing file is ``(False, '')``.
 
-    Raises :class:`DaemonJsonError` when the path exists but cannot be read (no permission,
-    a directory, not UTF-8).
+    Raises :class:`DaemonJsonError` when the path exists but cannot be read (no permission, not
+    UTF-8) or is not a regular file. The file is opened without blocking and checked before a
+    single byte is read, so a FIFO or a device at the path is refused instead of waited on.
     """
     try:
-        with open(path, 'rb') as f:
-            data = f.read()
+        # Looked at before it is opened, so that nothing waiting on a FIFO there is woken; opened without
+        # blocking and looked at again, in case it was swapped in between.
+        _refuse_special(path, os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
     except FileNotFoundError:
         return False, ''
     except OSError as exc:
         raise DaemonJsonError('%s could not be read (%s)' % (path, exc.strerror or exc)) from exc
     try:
+        _refuse_special(path, os.fstat(fd).st_mode)
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError as exc:
+        raise DaemonJsonError('%s could not be read (%s)' % (path, exc.strerror or exc)) from exc
+    finally:
+        os.close(fd)
+    try:
         # utf-8-sig: a leading byte order mark (as some editors write) is not part of the JSON.
-        return True, data.decode('utf-8-sig')
+        return True, b''.join(chunks).decode('utf-8-sig')
     except UnicodeDecodeError as exc:
         raise DaemonJsonError('%s is not UTF-8 text (%s); %s' % (path, exc, _UNTOUCHED)) from exc
+
+
+def _refuse_special(path, mode):
+    kind = file_kind(mode)
+    if kind is not None:
+        raise DaemonJsonError('%s is %s, not a regular file, and dockerd reads its configuration only from a regular '
+                              'file; %s' % (path, kind, _UNTOUCHED))
+
+
+def file_kind(mode):
+    """``None`` for a regular file, else what the file is, in words ("a FIFO (named pipe)")."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in _FILE_TYPES:
+        if test(mode):
+            return name
+    return 'not a regular file'
+
+
+class _NotFinite:
+    """Stands in, while parsing, for a number JSON cannot hold (``NaN``, ``Infinity``, ``1e400``)."""
+
+    def __init__(self, text):
+        self.text = text
+
+
+def _parse_float(text):
+    value = float(text)
+    return value if math.isfinite(value) else _NotFinite(text)
 
 
 def parse(text, path=DEFAULT_PATH):
@@ -53,12 +113,17 @@ def parse(text, path=DEFAULT_PATH):
 
     An empty file, or one with only whitespace, is ``{}`` (dockerd accepts it the same way).
     Invalid JSON and JSON whose top level is not an object raise :class:`DaemonJsonError`
-    with the file name, the parser's message and the line and column.
+    with the file name, the parser's message and the line and column. So do what Python's
+    parser would let through but dockerd refuses: ``NaN``, ``Infinity`` and numbers too big for
+    a float (``1e400``), named with their key; and nesting deeper than :data:`MAX_DEPTH`.
     """
     if not text.strip():
         return {}
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_NotFinite, parse_float=_parse_float)
+    except RecursionError as exc:
+        raise DaemonJsonError('%s is nested too deeply to be read (more than %d levels); %s'
+                              % (path, MAX_DEPTH, _UNTOUCHED)) from exc
     except ValueError as exc:
         detail = getattr(exc, 'msg', None)
         if detail is not None:
@@ -70,7 +135,57 @@ def parse(text, path=DEFAULT_PATH):
         raise DaemonJsonError(
             '%s holds a JSON %s, but dockerd needs an object ({...}) at the top level; %s'
             % (path, json_type(data), _UNTOUCHED))
+    problem = find_problem(data)
+    if problem is not None:
+        where, value = problem
+        if where is None:
+            raise DaemonJsonError('%s is nested more than %d levels deep, which no daemon configuration is; %s'
+                                  % (path, MAX_DEPTH, _UNTOUCHED))
+        raise DaemonJsonError('%s has %s at %s, which is not a finite number: JSON has no NaN or Infinity, and '
+                              'dockerd refuses it; %s' % (path, value.text, where, _UNTOUCHED))
     return data
+
+
+def find_problem(data):
+    """The first value in ``data`` that cannot go into daemon.json, as ``(where, value)``; else ``None``.
+
+    ``where`` is the dotted key path, with ``[i]`` for list items (``registry-mirrors[2]``); a
+    problem value is a non-finite float or a :class:`_NotFinite` stand-in. Nesting deeper
+    than :data:`MAX_DEPTH` is ``(None, None)``. Walks without recursion, so any depth is safe.
+    """
+    stack = [(data, '', 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                return None, None
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            children = []
+            for key, child in items:
+                if isinstance(value, dict):
+                    name = join_path([key]) if not where else '%s.%s' % (where, join_path([key]))
+                else:
+                    name = '%s[%d]' % (where, key)
+                children.append((child, name, depth + 1))
+            stack.extend(reversed(children))
+        elif isinstance(value, _NotFinite):
+            return where, value
+        elif isinstance(value, float) and not math.isfinite(value):
+            return where, _NotFinite(repr(value).replace('inf', 'Infinity').replace('nan', 'NaN'))
+    return None
+
+
+def check_settings(settings, name='settings'):
+    """Refuse requested values that cannot be written as JSON (``NaN``, ``inf``) or nest absurdly deep."""
+    problem = find_problem(settings)
+    if problem is None:
+        return
+    where, value = problem
+    if where is None:
+        raise DaemonJsonError('%s nests more than %d levels deep, which no daemon configuration does'
+                              % (name, MAX_DEPTH))
+    raise DaemonJsonError('%s.%s is %s, which is not a finite number: JSON has no NaN or Infinity, and dockerd '
+                          'refuses it; give a finite number' % (name, where, value.text))
 
 
 def json_type(value):
@@ -89,8 +204,12 @@ def json_type(value):
 
 
 def serialize(config):
-    """The text written to disk: 2-space indent, key order as is, UTF-8 as is, trailing newline."""
-    return json.dumps(config, indent=2, ensure_ascii=False) + '\n'
+    """The text written to disk: 2-space indent, key order as is, UTF-8 as is, trailing newline.
+
+    ``allow_nan=False``: a non-finite number raises ``ValueError`` rather than becoming ``NaN``
+    text (parse() and check_settings() refuse them first, with the key).
+    """
+    return json.dumps(config, indent=2, ensure_ascii=False, allow_nan=False) + '\n'
 
 
 def same(a, b):
@@ -240,7 +359,7 @@ def convenience_settings(nvidia_runtime=None, default_runtime=None, experimental
     if log_driver is not None:
         settings['log-driver'] = log_driver
     if log_opts is not None:
-        settings['log-opts'] = dict((str(k), _log_opt_value(v)) for k, v in log_opts.items())
+        settings['log-opts'] = dict((str(k), log_opt_value(k, v)) for k, v in log_opts.items())
     if data_root is not None:
         settings['data-root'] = data_root
     if insecure_registries is not None:
@@ -248,10 +367,35 @@ def convenience_settings(nvidia_runtime=None, default_runtime=None, experimental
     return settings
 
 
-def _log_opt_value(value):
+def log_opt_value(key, value):
+    """A ``log_opts`` value as the string dockerd wants; only strings, numbers and booleans make sense.
+
+    ``True`` is ``"true"``, ``3`` is ``"3"``; ``None``, lists, objects and non-finite numbers are
+    refused rather than written as Python's text of them (``"None"``, ``"{'a': 1}"``).
+    """
     if isinstance(value, bool):
         return 'true' if value else 'false'
-    return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    if isinstance(value, float):
+        shown = 'NaN' if math.isnan(value) else ('-' if value < 0 else '') + 'Infinity'
+        what = 'not a finite number'
+    else:
+        shown, what = format_value(value) if _jsonable(value) else repr(value), 'a JSON %s' % json_type(value)
+    raise DaemonJsonError('log_opts.%s is %s (%s); dockerd takes only strings there: give a string, a number or a '
+                          'boolean' % (key, shown, what))
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def check_conflicts(settings, extra, remove, extra_names=None):
@@ -296,24 +440,90 @@ def stage_file(path, text, mode=None, uid=None, gid=None):
     """Write ``text`` to a new temporary file next to ``path`` and fsync it; return its name.
 
     Creates the directory (0755) when missing. The temp file gets ``mode`` (default 0644) and,
-    when given, ``uid``/``gid``, so that the rename in :func:`commit_file` keeps them.
+    when given, ``uid``/``gid``, so that the rename in :func:`commit_file` keeps them. The owner
+    is set only where it differs from the one the file got, so that a user who owns the file
+    can change it without root.
+
+    Raises :class:`WriteError` naming the step that failed (no temp file is left behind).
     """
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        os.makedirs(directory, NEW_DIR_MODE)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(path), suffix='.tmp')
+        try:
+            os.makedirs(directory, NEW_DIR_MODE)
+        except OSError as exc:
+            raise WriteError('cannot create the directory %s' % directory, exc) from exc
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(path), suffix='.tmp')
+    except OSError as exc:
+        raise WriteError('cannot create a temporary file in %s' % directory, exc) from exc
+    step = 'cannot write the new content to the temporary file %s' % tmp
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(text.encode('utf-8'))
             f.flush()
             os.fsync(f.fileno())
-            os.fchmod(f.fileno(), NEW_FILE_MODE if mode is None else mode)
-            if uid is not None or gid is not None:
-                os.fchown(f.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
+            want = NEW_FILE_MODE if mode is None else mode
+            step = 'cannot set mode %04o on the temporary file %s' % (want, tmp)
+            os.fchmod(f.fileno(), want)
+            st = os.fstat(f.fileno())
+            owner = (st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
+            if owner != (st.st_uid, st.st_gid):
+                step = ('cannot set the owner of the temporary file %s to uid %d, gid %d (the owner of %s)'
+                        % (tmp, owner[0], owner[1], path))
+                os.fchown(f.fileno(), *owner)
+    except OSError as exc:
+        discard(tmp)
+        raise WriteError(step, exc) from exc
     except BaseException:
         discard(tmp)
         raise
     return tmp
+
+
+class WriteError(DaemonJsonError):
+    """A step of writing the file failed: ``step`` says which, ``error`` is the ``OSError``."""
+
+    def __init__(self, step, error):
+        self.step = step
+        self.error = error
+        super().__init__('%s: %s' % (step, error.strerror or error))
+
+    @property
+    def not_permitted(self):
+        return self.error.errno in (errno.EPERM, errno.EACCES)
+
+
+def write_problem(path, exists, st=None, euid=None, groups=None, access=None):
+    """Why a user who is not root cannot replace ``path`` (as :func:`stage_file` and a rename do); else ``None``.
+
+    Asked before anything is written, in check mode too, so that a run without ``become`` fails
+    with the real reason. ``st`` is the existing file's ``os.stat``; ``euid``, ``groups`` and
+    ``access`` default to the running process's (tests pass their own). Root is not checked
+    here: what stops root (a read-only file system, a full disk) shows when writing.
+    """
+    euid = os.geteuid() if euid is None else euid
+    if euid == 0:
+        return None
+    groups = set(os.getgroups() + [os.getegid()]) if groups is None else set(groups)
+    access = access or _access
+    if exists and st is not None:
+        if st.st_uid != euid:
+            return ('cannot keep the owner of %s (uid %d): the new file would belong to uid %d, and only root may '
+                    'give a file to another user' % (path, st.st_uid, euid))
+        if st.st_gid not in groups:
+            return ('cannot keep the group of %s (gid %d): uid %d is not in that group'
+                    % (path, st.st_gid, euid))
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)
+    if not access(directory):
+        return 'cannot write to %s: uid %d may not create files in %s' % (path, euid, directory)
+    return None
+
+
+def _access(directory):
+    kwargs = {'effective_ids': True} if os.access in os.supports_effective_ids else {}
+    return os.access(directory, os.W_OK | os.X_OK, **kwargs)
 
 
 def commit_file(tmp, path):
@@ -338,6 +548,46 @@ def discard(tmp):
         os.unlink(tmp)
     except OSError:
         pass
+
+
+# ---------------------------------------------------------------- backups
+
+def backups_to_prune(basename, entries, keep):
+    """Which of this file's backups to remove so that ``keep`` stay; oldest first.
+
+    ``entries`` are ``(name, ctime_ns)`` of the files in the directory; a backup is a name that
+    Ansible's ``backup_local()`` gives ``basename`` (``daemon.json.<pid>.<YYYY-MM-DD@HH:MM:SS>~``),
+    other files are never touched. Age is the time in the name, then the file's ctime (two
+    backups in one second), then the name.
+    """
+    if keep < 0:
+        raise DaemonJsonError('keep must not be negative, not %r' % (keep, ))
+    pattern = re.compile(re.escape(basename) + _BACKUP_SUFFIX)
+    found = []
+    for name, ctime_ns in entries:
+        match = pattern.fullmatch(name)
+        if match:
+            found.append((match.group(1), ctime_ns, name))
+    found.sort()
+    return [name for _stamp, _ctime, name in found[:max(len(found) - keep, 0)]]
+
+
+def list_backups(path):
+    """``(name, ctime_ns)`` of the files next to ``path``, for :func:`backups_to_prune`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    entries = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return entries
+    for name in names:
+        try:
+            st = os.lstat(os.path.join(directory, name))
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            entries.append((name, st.st_ctime_ns))
+    return entries
 
 
 # ---------------------------------------------------------------- validation

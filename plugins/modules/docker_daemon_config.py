@@ -22,7 +22,14 @@ description:
     write access.
   - An empty file, or one holding only whitespace, counts as V({}), as it does for dockerd.
   - A file that is not valid JSON, or whose top level is not a JSON object, makes the module fail with the file name and
-    the parser's line and column; the file is left byte for byte as it was.
+    the parser's line and column; the file is left byte for byte as it was. So does what dockerd refuses although
+    Python's parser takes it, named with its key - V(NaN), V(Infinity) and numbers too big for a float (V(1e400)) - and
+    nesting more than 100 levels deep.
+  - Something at O(path) that is not a regular file (a directory, a FIFO, a device) is refused without reading from
+    it, so the module never waits on a pipe.
+  - Run as a user other than root, the module checks before writing anything, in check mode too, that it could replace
+    the file and keep its owner and group, and fails saying which of those it may not do (run it with
+    C(become=true)).
   - The new content is written to a temporary file in the same directory, synced to disk and renamed over the old file,
     so readers see either the old or the new file. The mode and owner of an existing file are kept; a new file gets mode
     V(0644) and the owner the module runs as (root). A missing directory is created with mode V(0755). A missing file is
@@ -40,8 +47,9 @@ attributes:
   check_mode:
     support: full
     details:
-      - Predicts C(changed), RV(config), RV(actions) and the diff without writing. When validation is possible, the
-        predicted content is validated from a temporary file outside the config directory.
+      - Predicts C(changed), RV(config), RV(actions), RV(backups_removed) and the diff without writing next to the
+        file. Only when dockerd can validate, the predicted content is validated from a file in Ansible's own
+        temporary directory, which is removed afterwards.
   diff_mode:
     support: full
     details:
@@ -121,6 +129,8 @@ options:
     description:
       - 'Options of the logging driver (for example V({"max-size": "10m", "max-file": "3"})); merged into C(log-opts).'
       - Values are written as strings (V(3) as V("3"), V(true) as V("true")), since dockerd accepts nothing else there.
+      - Only strings, numbers and booleans are accepted; V(null), lists, objects and V(NaN) make the module fail with
+        the key.
     type: dict
   data_root:
     description:
@@ -137,8 +147,18 @@ options:
     description:
       - Before changing an existing file, keep a copy next to it named with the process ID and a time stamp, and return
         its path as RV(backup_file).
+      - After a successful change, remove the oldest backups of the file so that at most O(backup_keep) stay.
     type: bool
     default: false
+  backup_keep:
+    description:
+      - How many backups of the file to keep with O(backup=true), counting the one this call makes. Older ones are
+        removed after the new content is in place, oldest first, and listed in RV(backups_removed).
+      - A backup is a file next to the real file named C(<file name>.<number>.<YYYY-MM-DD@HH:MM:SS>~), as Ansible's
+        own backups are (M(ansible.builtin.copy) with C(backup=true) makes the same); other files are never removed.
+      - Must be 1 or more. Nothing is removed when nothing changes, or with O(backup=false).
+    type: int
+    default: 3
   validate:
     description:
       - Check the new content with C(dockerd --validate) before putting it in place, where dockerd supports it.
@@ -257,6 +277,14 @@ validation_message:
   returned: always
   type: str
   sample: dockerd on this host does not support --validate (Docker 23 or later needed); the content was not validated
+backups_removed:
+  description:
+    - Older backups removed because of O(backup_keep) (in check mode, the ones that would be removed), oldest first.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - /etc/docker/daemon.json.2187.2024-04-30@09:12:44~
 backup_file:
   description: Path of the backup copy made because of O(backup=true).
   returned: when O(backup=true) and an existing file was changed (not in check mode)
@@ -299,6 +327,8 @@ CONVENIENCE_KEYS = {
 }
 HELP_TIMEOUT = 30
 VALIDATE_TIMEOUT = 60
+UNSUPPORTED = ('dockerd on this host does not support --validate (Docker 23 or later needed); '
+               'the content was not validated')
 
 
 class DaemonConfig:
@@ -319,18 +349,20 @@ class DaemonConfig:
     def extra_settings(self):
         return dj.convenience_settings(**dict((name, self.params[name]) for name in CONVENIENCE_KEYS))
 
-    def validate(self, staged):
-        """Run dockerd's own check on ``staged``; return ``(validated, message)`` or fail."""
+    def validator(self):
+        """``(dockerd, None)`` when dockerd can check a file, else ``(None, why not)``; writes nothing."""
         if not self.params['validate']:
-            return False, 'validation skipped (validate=false)'
+            return None, 'validation skipped (validate=false)'
         dockerd = self.module.get_bin_path('dockerd')
         if not dockerd:
-            return False, 'dockerd was not found on this host; the content was not validated'
-        unsupported = ('dockerd on this host does not support --validate (Docker 23 or later needed); '
-                       'the content was not validated')
+            return None, 'dockerd was not found on this host; the content was not validated'
         res = run_command(self.module, [dockerd, '--help'], timeout=HELP_TIMEOUT)
         if not dj.supports_validate(res.stdout + '\n' + res.stderr):
-            return False, unsupported
+            return None, UNSUPPORTED
+        return dockerd, None
+
+    def validate(self, dockerd, staged):
+        """Run dockerd's own check on ``staged``; return ``(validated, message)`` or fail."""
         res = run_command(self.module, [dockerd, '--validate', '--config-file', staged], timeout=VALIDATE_TIMEOUT)
         output = '\n'.join(s.strip() for s in (res.stdout, res.stderr) if s.strip())
         if res.timed_out:
@@ -338,13 +370,17 @@ class DaemonConfig:
                       % (VALIDATE_TIMEOUT, self.path))
         if res.rc != 0:
             if dj.rejects_validate_flag(output):
-                return False, unsupported
+                return False, UNSUPPORTED
             self.fail('dockerd rejected the new content for %s (rc %d): %s; the file was left untouched'
                       % (self.path, res.rc, output or '(no output)'),
                       validation_message=output, rc=res.rc)
         return True, 'dockerd --validate: %s' % (output or 'configuration OK')
 
     def run(self):
+        keep = self.params['backup_keep']
+        if keep < 1:
+            self.fail('backup_keep is %d, but it counts the backup this call makes, so it must be 1 or more; '
+                      'set backup=false to make no backup' % keep)
         try:
             exists, text = dj.read_file(self.path)
             old = dj.parse(text, self.path)
@@ -354,9 +390,10 @@ class DaemonConfig:
         new, actions = old, []
         if self.wanted_changes():
             settings = self.params['settings'] or {}
-            extra = self.extra_settings()
             remove = self.params['remove'] or []
             try:
+                dj.check_settings(settings)
+                extra = self.extra_settings()
                 dj.check_conflicts(settings, extra, remove,
                                    dict((key, name) for name, key in CONVENIENCE_KEYS.items()))
                 new, actions = dj.plan(old, remove=remove, list_merge=self.params['list_merge'],
@@ -379,6 +416,7 @@ class DaemonConfig:
             restart_required=changed,
             validated=False,
             validation_message='no change; nothing to validate',
+            backups_removed=[],
         )
         if self.module._diff:
             results['diff'] = dict(before=text, after=new_text,
@@ -389,23 +427,29 @@ class DaemonConfig:
 
     def write(self, new_text, exists, results):
         real = os.path.realpath(self.path)
-        mode = uid = gid = None
-        if exists:
-            st = os.stat(real)
-            mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
+        st = os.stat(real) if exists else None
+        # Before anything is written, in check mode too: what would stop a user who is not root.
+        problem = dj.write_problem(real, exists, st)
+        if problem:
+            self.fail('%s; run as root (become: true). %s was left untouched' % (problem, self.path))
+        dockerd, results['validation_message'] = self.validator()
         if self.check_mode:
-            where = os.path.join(self.module.tmpdir, os.path.basename(real))
-        else:
-            where = real
+            # Nothing is written next to the file. Only when dockerd can check the content does the
+            # prediction go to a file in Ansible's own temporary directory, without mode or owner.
+            if dockerd:
+                staged = self.stage(os.path.join(self.module.tmpdir, os.path.basename(real)), new_text)
+                try:
+                    results['validated'], results['validation_message'] = self.validate(dockerd, staged)
+                finally:
+                    dj.discard(staged)
+            if self.params['backup']:
+                # The backup this run would make is the newest, so one fewer of the present ones stays.
+                results['backups_removed'] = self.backups_to_prune(real, self.params['backup_keep'] - int(exists))
+            return
+        staged = self.stage(real, new_text, *((st.st_mode & 0o7777, st.st_uid, st.st_gid) if st else ()))
         try:
-            staged = dj.stage_file(where, new_text, mode=mode, uid=uid, gid=gid)
-        except OSError as exc:
-            self.fail('could not write a temporary file next to %s (%s); the file was left untouched'
-                      % (where, exc.strerror or exc))
-        try:
-            results['validated'], results['validation_message'] = self.validate(staged)
-            if self.check_mode:
-                return
+            if dockerd:
+                results['validated'], results['validation_message'] = self.validate(dockerd, staged)
             if exists and self.params['backup']:
                 results['backup_file'] = self.module.backup_local(real)
             try:
@@ -415,6 +459,33 @@ class DaemonConfig:
         finally:
             # After a successful rename there is nothing left to remove; after a failure the temp file goes.
             dj.discard(staged)
+        if self.params['backup']:
+            results['backups_removed'] = self.prune_backups(real)
+
+    def stage(self, where, new_text, mode=None, uid=None, gid=None):
+        try:
+            return dj.stage_file(where, new_text, mode=mode, uid=uid, gid=gid)
+        except dj.WriteError as exc:
+            hint = '; run as root (become: true)' if exc.not_permitted and os.geteuid() != 0 else ''
+            self.fail('%s%s. %s was left untouched' % (exc, hint, self.path))
+
+    def backups_to_prune(self, real, keep):
+        names = dj.backups_to_prune(os.path.basename(real), dj.list_backups(real), keep)
+        return [os.path.join(os.path.dirname(real), name) for name in names]
+
+    def prune_backups(self, real):
+        """Remove the backups beyond ``backup_keep``, oldest first; return the paths removed."""
+        removed = []
+        for path in self.backups_to_prune(real, self.params['backup_keep']):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self.module.warn('could not remove the old backup %s (%s)' % (path, exc.strerror or exc))
+                continue
+            removed.append(path)
+        return removed
 
 
 def main():
@@ -434,6 +505,7 @@ def main():
         data_root=dict(type='path'),
         insecure_registries=dict(type='list', elements='str'),
         backup=dict(type='bool', default=False),
+        backup_keep=dict(type='int', default=3),
         validate=dict(type='bool', default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

@@ -1,6 +1,7 @@
 """After playbooks/provision.yml on the lab host (stand-in repositories, see lab-apt.sh)."""
 
 import json
+import re
 
 import pytest
 
@@ -89,3 +90,15 @@ def test_container_runs_with_the_nvidia_runtime(host):
 def test_rollback_left_no_stray_config(host):
     # The side effect's bad daemon.json was replaced by the backup of the good one.
     assert "no-such-driver" not in host.file("/etc/docker/daemon.json").content_string
+
+
+def test_daemon_json_backups_are_bounded(host):
+    # Three changes left a backup each (the docker role and the toolkit in converge, the refused
+    # storage driver in side_effect); docker_daemon_json_backups is 1, so only the newest stays: the
+    # one the rollback put back.
+    names = host.check_output("ls -A /etc/docker").split()
+    backups = [n for n in names if re.fullmatch(r"daemon\.json\.[0-9]+\.[0-9]{4}-[0-9]{2}-[0-9]{2}@[0-9:]{8}~", n)]
+    assert len(backups) == 1, names
+    assert host.file("/etc/docker/" + backups[0]).content == host.file("/etc/docker/daemon.json").content
+    # No temporary file of a write is left either (dockerd 20.10 keeps its key.json here too).
+    assert [n for n in names if n.startswith(".daemon.json.")] == []

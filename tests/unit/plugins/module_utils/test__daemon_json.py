@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import stat
+import types
 
 import pytest
 
@@ -34,6 +37,13 @@ PARSE_OK = [
 @pytest.mark.parametrize('text, expected', [c[1:] for c in PARSE_OK], ids=[c[0] for c in PARSE_OK])
 def test_parse_ok(text, expected):
     assert dj.parse(text, PATH) == expected
+
+
+def test_parse_takes_100_levels_and_big_numbers():
+    text = '{"a": ' + '[' * 99 + ']' * 99 + ', "big": 1e308, "int": ' + '9' * 400 + ', "small": 1e-400}'
+    data = dj.parse(text, PATH)
+    assert data['big'] == 1e308 and data['small'] == 0.0 and data['int'] == int('9' * 400)
+    assert dj.parse(dj.serialize(data), PATH) == data
 
 
 def test_parse_keeps_key_order():
@@ -74,6 +84,31 @@ PARSE_BAD = [
     ('number', '42',
      "/etc/docker/daemon.json holds a JSON number, but dockerd needs an object ({...}) at the top level; "
      "fix or remove it, it was left untouched"),
+    # What Python's parser takes but JSON (and so dockerd) does not: named with the key.
+    ('NaN', '{"max-concurrent-downloads": NaN}',
+     "/etc/docker/daemon.json has NaN at max-concurrent-downloads, which is not a finite number: JSON has no NaN or "
+     "Infinity, and dockerd refuses it; fix or remove it, it was left untouched"),
+    ('Infinity', '{"a": {"b": Infinity}}',
+     "/etc/docker/daemon.json has Infinity at a.b, which is not a finite number: JSON has no NaN or "
+     "Infinity, and dockerd refuses it; fix or remove it, it was left untouched"),
+    ('-Infinity in a list', '{"a": [1, {"b": [2, -Infinity]}]}',
+     "/etc/docker/daemon.json has -Infinity at a[1].b[1], which is not a finite number: JSON has no NaN or "
+     "Infinity, and dockerd refuses it; fix or remove it, it was left untouched"),
+    ('1e400', '{"log-opts": {"max\\u002esize": 1e400}}',
+     "/etc/docker/daemon.json has 1e400 at log-opts.max\\.size, which is not a finite number: JSON has no NaN or "
+     "Infinity, and dockerd refuses it; fix or remove it, it was left untouched"),
+    ('-1e400 at the top', '{"x": -1E+400}',
+     "/etc/docker/daemon.json has -1E+400 at x, which is not a finite number: JSON has no NaN or "
+     "Infinity, and dockerd refuses it; fix or remove it, it was left untouched"),
+    ('101 levels', '{"a": ' + '[' * 100 + ']' * 100 + '}',
+     "/etc/docker/daemon.json is nested more than 100 levels deep, which no daemon configuration is; "
+     "fix or remove it, it was left untouched"),
+    ('100000 levels', '{"a": ' + '[' * 100000 + ']' * 100000 + '}',
+     "/etc/docker/daemon.json is nested too deeply to be read (more than 100 levels); "
+     "fix or remove it, it was left untouched"),
+    ('100000 objects', '{"a": ' + '{"a": ' * 100000 + '1' + '}' * 100001,
+     "/etc/docker/daemon.json is nested too deeply to be read (more than 100 levels); "
+     "fix or remove it, it was left untouched"),
 ]
 
 
@@ -102,21 +137,76 @@ def test_read_file_text(tmp_path, raw, text):
     assert dj.read_file(str(path)) == (True, text)
 
 
-def test_read_file_directory(tmp_path):
+NOT_REGULAR = ("%s is %s, not a regular file, and dockerd reads its configuration only from a regular file; "
+               "fix or remove it, it was left untouched")
+
+
+@pytest.fixture
+def no_hang():
+    """Fail a test that blocks (a read of a FIFO would wait forever for a writer) instead of hanging the suite."""
+    def expired(signum, frame):
+        raise AssertionError('blocked for 10 seconds')
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _fifo(tmp_path):
+    path = tmp_path / 'daemon.json'
+    os.mkfifo(str(path))
+    return path
+
+
+def _fifo_behind_a_symlink(tmp_path):
+    fifo = tmp_path / 'pipe'
+    os.mkfifo(str(fifo))
+    path = tmp_path / 'daemon.json'
+    path.symlink_to(fifo)
+    return path
+
+
+def _socket(tmp_path):
+    path = tmp_path / 'daemon.json'
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.close()  # the socket file stays
+    return path
+
+
+NOT_REGULAR_FILES = [
+    ('directory', lambda tmp_path: tmp_path, 'a directory'),
+    ('FIFO', _fifo, 'a FIFO (named pipe)'),
+    ('FIFO behind a symlink', _fifo_behind_a_symlink, 'a FIFO (named pipe)'),
+    ('socket', _socket, 'a socket'),
+    ('character device', lambda tmp_path: '/dev/zero', 'a character device'),
+]
+
+
+@pytest.mark.parametrize('make, kind', [c[1:] for c in NOT_REGULAR_FILES], ids=[c[0] for c in NOT_REGULAR_FILES])
+def test_read_file_refuses_what_is_not_a_regular_file_at_once(tmp_path, no_hang, make, kind):
+    path = make(tmp_path)
     with pytest.raises(dj.DaemonJsonError) as exc:
-        dj.read_file(str(tmp_path))
-    assert str(exc.value) == '%s could not be read (Is a directory)' % tmp_path
+        dj.read_file(str(path))
+    assert str(exc.value) == NOT_REGULAR % (path, kind)
 
 
 def test_read_file_no_permission(tmp_path, monkeypatch):
-    # Tests run as root, which reads a chmod 000 file anyway: make open() refuse like it does for other users.
+    # Stand-in for a user who may not read the file: tests run as root, which reads a chmod 000 file anyway, so
+    # os.open() refuses this one path the way the kernel does for other users. (The module's tests run the real
+    # case as the user nobody.)
     path = tmp_path / 'daemon.json'
     path.write_text('{}')
+    real_open = os.open
 
     def refuse(name, *args, **kwargs):
-        raise PermissionError(13, 'Permission denied', name)
+        if os.fspath(name) == str(path):
+            raise PermissionError(13, 'Permission denied', name)
+        return real_open(name, *args, **kwargs)
 
-    monkeypatch.setattr('builtins.open', refuse)
+    monkeypatch.setattr(os, 'open', refuse)
     with pytest.raises(dj.DaemonJsonError) as exc:
         dj.read_file(str(path))
     assert str(exc.value) == '%s could not be read (Permission denied)' % path
@@ -284,6 +374,72 @@ def test_convenience_settings(options, expected):
     assert dj.same(dj.convenience_settings(**options), expected)
 
 
+LOG_OPTS_OK = [
+    ('string', 'x', '10m', '10m'),
+    ('empty string', 'x', '', ''),
+    ('int', 'max-file', 3, '3'),
+    ('negative int', 'x', -1, '-1'),
+    ('float', 'x', 1.5, '1.5'),
+    ('true', 'compress', True, 'true'),
+    ('false', 'compress', False, 'false'),
+]
+
+
+@pytest.mark.parametrize('key, value, expected', [c[1:] for c in LOG_OPTS_OK], ids=[c[0] for c in LOG_OPTS_OK])
+def test_log_opt_value(key, value, expected):
+    assert dj.log_opt_value(key, value) == expected
+
+
+LOG_OPTS_BAD = [
+    ('null', 'max-size', None, 'log_opts.max-size is null (a JSON null)'),
+    ('object', 'tag', {'a': 1}, 'log_opts.tag is {"a": 1} (a JSON object)'),
+    ('list', 'labels', ['a', 'b'], 'log_opts.labels is ["a", "b"] (a JSON array)'),
+    ('NaN', 'x', float('nan'), 'log_opts.x is NaN (not a finite number)'),
+    ('inf', 'x', float('inf'), 'log_opts.x is Infinity (not a finite number)'),
+    ('-inf', 'x', float('-inf'), 'log_opts.x is -Infinity (not a finite number)'),
+]
+
+
+@pytest.mark.parametrize('key, value, message', [c[1:] for c in LOG_OPTS_BAD], ids=[c[0] for c in LOG_OPTS_BAD])
+def test_log_opt_value_refused(key, value, message):
+    with pytest.raises(dj.DaemonJsonError) as exc:
+        dj.convenience_settings(log_opts={'max-file': '3', key: value})
+    assert str(exc.value) == message + '; dockerd takes only strings there: give a string, a number or a boolean'
+
+
+CHECK_SETTINGS_BAD = [
+    ('NaN', {'a': float('nan')}, 'settings.a is NaN, which is not a finite number'),
+    ('inf nested', {'a': {'b': float('inf')}}, 'settings.a.b is Infinity, which is not a finite number'),
+    ('-inf in a list', {'dns': ['1.1.1.1', float('-inf')]}, 'settings.dns[1] is -Infinity, which is not a finite number'),
+]
+
+
+@pytest.mark.parametrize('settings, message', [c[1:] for c in CHECK_SETTINGS_BAD],
+                         ids=[c[0] for c in CHECK_SETTINGS_BAD])
+def test_check_settings_refuses_non_finite(settings, message):
+    with pytest.raises(dj.DaemonJsonError) as exc:
+        dj.check_settings(settings)
+    assert str(exc.value) == message + ': JSON has no NaN or Infinity, and dockerd refuses it; give a finite number'
+
+
+def test_check_settings_depth():
+    deep = {}
+    node = deep
+    for _level in range(100):
+        node['a'] = {}
+        node = node['a']
+    with pytest.raises(dj.DaemonJsonError) as exc:
+        dj.check_settings(deep)
+    assert str(exc.value) == 'settings nests more than 100 levels deep, which no daemon configuration does'
+    dj.check_settings(deep['a'])
+    dj.check_settings({'a': 1.5, 'b': [0.0, -2.5e300], 'c': None})
+
+
+def test_serialize_never_writes_nan():
+    with pytest.raises(ValueError):
+        dj.serialize({'a': float('nan')})
+
+
 NAMES = {'runtimes': 'nvidia_runtime', 'experimental': 'experimental'}
 
 CONFLICTS = [
@@ -395,6 +551,24 @@ def test_stage_keeps_given_mode_and_owner(tmp_path):
     assert open(path, 'rb').read() == '{"ort": "Zürich"}\n'.encode('utf-8')
 
 
+def test_stage_names_the_step_that_failed(tmp_path):
+    blocker = tmp_path / 'etc'
+    blocker.write_text('a file where the directory should be')
+    with pytest.raises(dj.WriteError) as exc:
+        dj.stage_file(str(blocker / 'docker' / 'daemon.json'), '{}\n')
+    assert str(exc.value) == 'cannot create the directory %s: Not a directory' % (blocker / 'docker')
+    assert not exc.value.not_permitted
+
+
+def test_stage_sets_owner_only_when_it_differs(tmp_path, monkeypatch):
+    calls = []
+    real_fchown = os.fchown
+    monkeypatch.setattr(os, 'fchown', lambda fd, uid, gid: calls.append((uid, gid)) or real_fchown(fd, uid, gid))
+    tmp = dj.stage_file(str(tmp_path / 'daemon.json'), '{}\n', uid=os.geteuid(), gid=os.getegid())
+    dj.discard(tmp)
+    assert calls == []
+
+
 def test_discard_missing_is_fine(tmp_path):
     dj.discard(str(tmp_path / 'nothing'))
 
@@ -403,3 +577,93 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ---------------------------------------------------------------- write_problem
+
+def _st(uid, gid):
+    return types.SimpleNamespace(st_uid=uid, st_gid=gid)
+
+
+WRITE_PROBLEMS = [
+    ('root is not checked', 0, [0], False, True, _st(1, 1), None),
+    ('own file, writable directory', 1000, [1000], True, True, _st(1000, 1000), None),
+    ('own file in another group the user is in', 1000, [1000, 44], True, True, _st(1000, 44), None),
+    ('new file, writable directory', 1000, [1000], True, False, None, None),
+    ('file of root', 1000, [1000], True, True, _st(0, 0),
+     'cannot keep the owner of {path} (uid 0): the new file would belong to uid 1000, and only root may give a file '
+     'to another user'),
+    ('group the user is not in', 1000, [1000], True, True, _st(1000, 0),
+     'cannot keep the group of {path} (gid 0): uid 1000 is not in that group'),
+    ('directory not writable', 1000, [1000], False, True, _st(1000, 1000),
+     'cannot write to {path}: uid 1000 may not create files in {dir}'),
+    ('new file, directory not writable', 1000, [1000], False, False, None,
+     'cannot write to {path}: uid 1000 may not create files in {dir}'),
+]
+
+
+@pytest.mark.parametrize('euid, groups, writable, exists, st, message', [c[1:] for c in WRITE_PROBLEMS],
+                         ids=[c[0] for c in WRITE_PROBLEMS])
+def test_write_problem(tmp_path, euid, groups, writable, exists, st, message):
+    path = str(tmp_path / 'daemon.json')
+    asked = []
+
+    def access(directory):
+        asked.append(directory)
+        return writable
+
+    got = dj.write_problem(path, exists, st, euid=euid, groups=groups, access=access)
+    assert got == (message.format(path=path, dir=tmp_path) if message else None)
+
+
+def test_write_problem_asks_the_nearest_existing_directory(tmp_path):
+    asked = []
+    dj.write_problem(str(tmp_path / 'etc' / 'docker' / 'daemon.json'), False, euid=1000, groups=[1000],
+                     access=lambda d: asked.append(d) or True)
+    assert asked == [str(tmp_path)]
+
+
+# ---------------------------------------------------------------- backups
+
+def _b(pid, stamp, ctime=0):
+    return ('daemon.json.%d.%s~' % (pid, stamp), ctime)
+
+
+PRUNE = [
+    ('none', [], 3, []),
+    ('under the bound', [_b(1, '2026-01-01@10:00:00'), _b(2, '2026-01-02@10:00:00')], 3, []),
+    ('oldest go first, by the time in the name',
+     [_b(9, '2026-03-01@10:00:00'), _b(1, '2026-01-01@10:00:00'), _b(5, '2026-02-01@10:00:00'),
+      _b(3, '2025-12-31@23:59:59')], 2,
+     ['daemon.json.3.2025-12-31@23:59:59~', 'daemon.json.1.2026-01-01@10:00:00~']),
+    ('same second: ctime decides, not the pid',
+     [_b(900, '2026-01-01@10:00:00', 2), _b(100, '2026-01-01@10:00:00', 5)], 1,
+     ['daemon.json.900.2026-01-01@10:00:00~']),
+    ('keep 0 removes all', [_b(1, '2026-01-01@10:00:00')], 0, ['daemon.json.1.2026-01-01@10:00:00~']),
+    ('other files are never touched',
+     [('daemon.json', 0), ('daemon.json~', 0), ('daemon.json.bak', 0), ('daemon.json.1.2026-01-01@10:00:00', 0),
+      ('daemon.json.x.2026-01-01@10:00:00~', 0), ('other.json.1.2026-01-01@10:00:00~', 0),
+      ('.daemon.json.abc.tmp', 0), ('xdaemon.json.1.2026-01-01@10:00:00~', 0),
+      ('daemon.json.1.2026-01-01@10:00:00~\n', 0)], 0, []),
+    ('a dot in the name is literal', [('daemonXjson.1.2026-01-01@10:00:00~', 0)], 0, []),
+]
+
+
+@pytest.mark.parametrize('entries, keep, expected', [c[1:] for c in PRUNE], ids=[c[0] for c in PRUNE])
+def test_backups_to_prune(entries, keep, expected):
+    assert dj.backups_to_prune('daemon.json', entries, keep) == expected
+
+
+def test_backups_to_prune_negative():
+    with pytest.raises(dj.DaemonJsonError):
+        dj.backups_to_prune('daemon.json', [], -1)
+
+
+def test_list_backups(tmp_path):
+    (tmp_path / 'daemon.json').write_text('{}')
+    (tmp_path / 'daemon.json.1.2026-01-01@10:00:00~').write_text('{}')
+    (tmp_path / 'daemon.json.2.2026-01-01@10:00:00~').mkdir()
+    names = sorted(name for name, _ctime in dj.list_backups(str(tmp_path / 'daemon.json')))
+    # Directories are never backups.
+    assert names == ['daemon.json', 'daemon.json.1.2026-01-01@10:00:00~']
+    assert dj.list_backups(str(tmp_path / 'missing' / 'daemon.json')) == []

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import stat
+import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 import pytest
 
@@ -72,11 +78,11 @@ def dockerd(tmp_path, monkeypatch):
 
     monkeypatch.setattr(AnsibleModule, 'get_bin_path', get_bin_path)
 
-    def install(script):
+    def install(script, where=None):
         if script is None:
             state['path'] = None
             return None
-        bindir = tmp_path / 'bin'
+        bindir = (where or tmp_path) / 'bin'
         bindir.mkdir(exist_ok=True)
         path = bindir / 'dockerd'
         path.write_text(script)
@@ -97,6 +103,51 @@ def run_module(capsys, tmp_path, args, check_mode=False, diff=False):
     result = json.loads(capsys.readouterr().out)
     assert (exc.value.code != 0) == bool(result.get('failed')), result
     return result
+
+
+NOBODY = (65534, 65534)
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='runs the module as another user, which needs root')
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory the user nobody can reach (pytest's tmp_path is private to root)."""
+    path = tempfile.mkdtemp(prefix='daemon-json-test.')
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def run_module_as(user, args, moduletmp, check_mode=False, diff=False):
+    """Run the module in a child process as ``user`` (uid, gid): the kernel, not a stand-in, refuses what
+    that user may not do. Returns the module's result."""
+    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, _ansible_tmpdir=moduletmp)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.close(read_end)
+            sys.stdout = os.fdopen(write_end, 'w')
+            os.setgroups([])
+            os.setgid(user[1])
+            os.setuid(user[0])
+            with patch_module_args(args):
+                docker_daemon_config.main()
+        except SystemExit:
+            pass
+        except BaseException:
+            traceback.print_exc()
+            code = 99
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        out = f.read()
+    _pid, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    return json.loads(out)
 
 
 @pytest.fixture
@@ -313,6 +364,68 @@ def test_backup(capsys, tmp_path, daemon_json, dockerd):
     assert 'backup_file' not in again
 
 
+def _backups(path):
+    return sorted(p for p in leftovers(path) if p.endswith('~'))
+
+
+@pytest.fixture
+def own_pid(monkeypatch):
+    """Stand-in for what Ansible does, a new process for each task: the backup's name holds the pid and the time
+    to the second, so calls from this one test process within a second would share a name."""
+    pids = iter(range(2000, 3000))
+    monkeypatch.setattr(os, 'getpid', lambda: next(pids))
+
+
+def test_backups_are_bounded(capsys, tmp_path, daemon_json, dockerd, own_pid):
+    daemon_json.write_text(LAB_FILE)
+    (daemon_json.parent / 'daemon.json.bak').write_text('mine')
+    made = []
+    for n in range(5):
+        args = dict(path=str(daemon_json), settings={'max-concurrent-downloads': n + 1}, backup=True, backup_keep=2)
+        predicted = run_module(capsys, tmp_path, args, check_mode=True)
+        result = run_module(capsys, tmp_path, args)
+        made.append(result['backup_file'])
+        # Within one second the names' time stamps are the same, and ctime orders.
+        assert result['backups_removed'] == made[:-2][-1:]
+        assert predicted['backups_removed'] == result['backups_removed']
+        assert len(_backups(daemon_json)) == min(n + 1, 2)
+    assert _backups(daemon_json) == sorted(os.path.basename(b) for b in made[-2:])
+    # the newest backup holds the content before the last change
+    assert json.loads(open(made[-1]).read())['max-concurrent-downloads'] == 4
+    assert (daemon_json.parent / 'daemon.json.bak').read_text() == 'mine'
+    # no change, no pruning
+    again = run_module(capsys, tmp_path, dict(path=str(daemon_json), settings={'max-concurrent-downloads': 5},
+                                              backup=True, backup_keep=1))
+    assert again['changed'] is False and again['backups_removed'] == []
+    assert len(_backups(daemon_json)) == 2
+
+
+def test_backup_keep_default_is_three(capsys, tmp_path, daemon_json, dockerd, own_pid):
+    daemon_json.write_text(LAB_FILE)
+    for n in range(4):
+        run_module(capsys, tmp_path, dict(path=str(daemon_json), settings={'debug': n % 2 == 0}, backup=True))
+    assert len(_backups(daemon_json)) == 3
+
+
+def test_no_pruning_without_backup(capsys, tmp_path, daemon_json, dockerd, own_pid):
+    daemon_json.write_text(LAB_FILE)
+    for n in range(3):
+        run_module(capsys, tmp_path, dict(path=str(daemon_json), settings={'debug': n % 2 == 0}, backup=True,
+                                          backup_keep=3))
+    result = run_module(capsys, tmp_path, dict(path=str(daemon_json), experimental=True, backup_keep=1))
+    assert result['backups_removed'] == []
+    assert len(_backups(daemon_json)) == 3
+
+
+def test_backup_keep_must_be_positive(capsys, tmp_path, daemon_json, dockerd):
+    daemon_json.write_text(LAB_FILE)
+    result = run_module(capsys, tmp_path, dict(path=str(daemon_json), experimental=True, backup=True, backup_keep=0))
+    assert result['failed'] is True
+    assert result['msg'] == ('backup_keep is 0, but it counts the backup this call makes, so it must be 1 or more; '
+                             'set backup=false to make no backup')
+    assert daemon_json.read_text() == LAB_FILE
+
+
 def test_no_backup_of_missing_file(capsys, tmp_path, daemon_json, dockerd):
     result = run_module(capsys, tmp_path, dict(path=str(daemon_json), experimental=True, backup=True))
     assert result['changed'] is True
@@ -380,34 +493,187 @@ def test_probe_of_bad_file_fails(capsys, tmp_path, daemon_json, dockerd):
     assert result['msg'].startswith('%s is not valid JSON (' % daemon_json)
 
 
+NOT_REGULAR = ('%s is %s, not a regular file, and dockerd reads its configuration only from a regular file; '
+               'fix or remove it, it was left untouched')
+
+
 def test_directory_at_path(capsys, tmp_path, dockerd):
     path = tmp_path / 'daemon.json'
     path.mkdir()
     result = run_module(capsys, tmp_path, dict(path=str(path), experimental=True))
     assert result['failed'] is True
-    assert result['msg'] == '%s could not be read (Is a directory)' % path
+    assert result['msg'] == NOT_REGULAR % (path, 'a directory')
     assert path.is_dir() and list(path.iterdir()) == []
 
 
-def test_unreadable_file(capsys, tmp_path, daemon_json, dockerd, monkeypatch):
-    # Tests run as root, for whom chmod 000 does not stop reading; refuse open() of this one path instead,
-    # as the kernel does for any other user.
+@pytest.mark.parametrize('check_mode', [False, True], ids=['apply', 'check'])
+@pytest.mark.parametrize('options', [{}, {'experimental': True, 'backup': True}], ids=['probe', 'change'])
+def test_fifo_at_path_is_refused_at_once(capsys, tmp_path, daemon_json, dockerd, options, check_mode):
+    path = daemon_json
+    os.mkfifo(str(path))
+
+    def expired(signum, frame):
+        raise AssertionError('the module waited on the FIFO')
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(10)
+    try:
+        result = run_module(capsys, tmp_path, dict(path=str(path), **options), check_mode=check_mode)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert result['failed'] is True
+    assert result['msg'] == NOT_REGULAR % (path, 'a FIFO (named pipe)')
+    assert stat.S_ISFIFO(path.lstat().st_mode)
+    assert leftovers(path) == []
+
+
+@needs_root
+def test_unreadable_file(shared_dir, dockerd):
+    path = os.path.join(shared_dir, 'daemon.json')
+    with open(path, 'w') as f:
+        f.write(LAB_FILE)
+    os.chmod(path, 0o600)
+    result = run_module_as(NOBODY, dict(path=path, experimental=True), shared_dir)
+    assert result['failed'] is True
+    assert result['msg'] == '%s could not be read (Permission denied)' % path
+    assert open(path).read() == LAB_FILE
+
+
+# ---------------------------------------------------------------- a user other than root
+
+def _owned_dir(base, name, owner):
+    path = os.path.join(base, name)
+    os.mkdir(path)
+    os.chown(path, *owner)
+    return path
+
+
+def _snapshot(*dirs):
+    return dict((d, sorted(os.listdir(d))) for d in dirs)
+
+
+@needs_root
+@pytest.mark.parametrize('check_mode', [False, True], ids=['apply', 'check'])
+def test_not_root_file_of_root(shared_dir, dockerd, check_mode):
+    # The usual mistake: no become. nobody may create files in the directory, but not give one to root.
+    # A stand-in dockerd that nobody could run and that records being asked.
+    script = dockerd(DOCKERD_MODERN, where=Path(_owned_dir(shared_dir, 'tools', NOBODY)))
+    directory = _owned_dir(shared_dir, 'docker', NOBODY)
+    moduletmp = _owned_dir(shared_dir, 'moduletmp', NOBODY)
+    path = os.path.join(directory, 'daemon.json')
+    with open(path, 'w') as f:
+        f.write(LAB_FILE)
+    before = _snapshot(directory, moduletmp)
+    result = run_module_as(NOBODY, dict(path=path, experimental=True, backup=True), moduletmp, check_mode=check_mode)
+    assert result['failed'] is True
+    assert result['msg'] == ('cannot keep the owner of %s (uid 0): the new file would belong to uid 65534, and only '
+                             'root may give a file to another user; run as root (become: true). %s was left untouched'
+                             % (path, path))
+    assert open(path).read() == LAB_FILE
+    # Nothing was written anywhere, not even the prediction, and dockerd was not asked.
+    assert _snapshot(directory, moduletmp) == before
+    assert sorted(os.listdir(script.parent)) == ['dockerd']
+
+
+@needs_root
+@pytest.mark.parametrize('check_mode', [False, True], ids=['apply', 'check'])
+def test_not_root_directory_of_root(shared_dir, dockerd, check_mode):
+    path = os.path.join(shared_dir, 'daemon.json')
+    moduletmp = _owned_dir(shared_dir, 'moduletmp', NOBODY)
+    result = run_module_as(NOBODY, dict(path=path, log_driver='local'), moduletmp, check_mode=check_mode)
+    assert result['failed'] is True
+    assert result['msg'] == ('cannot write to %s: uid 65534 may not create files in %s; run as root (become: true). '
+                             '%s was left untouched' % (path, shared_dir, path))
+    assert not os.path.exists(path)
+    assert os.listdir(moduletmp) == []
+
+
+@needs_root
+def test_not_root_own_file(shared_dir, dockerd):
+    # A file the user owns, in a directory the user owns: no root needed, and owner and mode stay.
+    directory = _owned_dir(shared_dir, 'docker', NOBODY)
+    path = os.path.join(directory, 'daemon.json')
+    with open(path, 'w') as f:
+        f.write(LAB_FILE)
+    os.chown(path, *NOBODY)
+    os.chmod(path, 0o640)
+    result = run_module_as(NOBODY, dict(path=path, experimental=True, backup=True), directory)
+    assert result['changed'] is True, result
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY[0], NOBODY[1], 0o640)
+    assert json.loads(open(path).read()) == {'storage-driver': 'vfs', 'experimental': True}
+
+
+def test_staging_failure_names_the_step(capsys, tmp_path, daemon_json, dockerd, monkeypatch):
+    # Stand-in for a full disk (a real one cannot be made here): the write to the temporary file fails.
     daemon_json.write_text(LAB_FILE)
-    daemon_json.chmod(0)
-    real_open = open
 
-    def guarded_open(name, *args, **kwargs):
-        if os.fspath(name) == str(daemon_json):
-            raise PermissionError(13, 'Permission denied', name)
-        return real_open(name, *args, **kwargs)
+    def full(fd):
+        raise OSError(28, 'No space left on device')
 
-    monkeypatch.setattr('builtins.open', guarded_open)
+    monkeypatch.setattr(os, 'fsync', full)
     result = run_module(capsys, tmp_path, dict(path=str(daemon_json), experimental=True))
     monkeypatch.undo()
     assert result['failed'] is True
-    assert result['msg'] == '%s could not be read (Permission denied)' % daemon_json
-    daemon_json.chmod(0o644)
+    assert result['msg'].startswith('cannot write the new content to the temporary file %s/.daemon.json.'
+                                    % daemon_json.parent)
+    assert result['msg'].endswith('.tmp: No space left on device. %s was left untouched' % daemon_json)
     assert daemon_json.read_text() == LAB_FILE
+    assert leftovers(daemon_json) == []
+
+
+# ---------------------------------------------------------------- values JSON cannot hold
+
+@pytest.mark.parametrize('check_mode', [False, True], ids=['apply', 'check'])
+@pytest.mark.parametrize('content, where, value', [
+    ('{"storage-driver": "vfs", "max-concurrent-downloads": NaN}', 'max-concurrent-downloads', 'NaN'),
+    ('{"storage-driver": "vfs", "log-opts": {"max-file": 1e400}}', 'log-opts.max-file', '1e400'),
+], ids=['NaN', '1e400'])
+def test_non_finite_number_in_file(capsys, tmp_path, daemon_json, dockerd, content, where, value, check_mode):
+    daemon_json.write_text(content)
+    result = run_module(capsys, tmp_path, dict(path=str(daemon_json), experimental=True, backup=True),
+                        check_mode=check_mode)
+    assert result['failed'] is True
+    assert result['msg'] == ('%s has %s at %s, which is not a finite number: JSON has no NaN or Infinity, and dockerd '
+                             'refuses it; fix or remove it, it was left untouched' % (daemon_json, value, where))
+    assert daemon_json.read_text() == content
+    assert leftovers(daemon_json) == []
+
+
+def test_deeply_nested_file(capsys, tmp_path, daemon_json, dockerd):
+    content = '{"a": ' + '[' * 50000 + ']' * 50000 + '}'
+    daemon_json.write_text(content)
+    result = run_module(capsys, tmp_path, dict(path=str(daemon_json), experimental=True))
+    assert result['failed'] is True
+    assert result['msg'] == ('%s is nested too deeply to be read (more than 100 levels); fix or remove it, it was '
+                             'left untouched' % daemon_json)
+    assert daemon_json.read_text() == content
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'settings': {'max-concurrent-downloads': float('nan')}},
+     'settings.max-concurrent-downloads is NaN, which is not a finite number: JSON has no NaN or Infinity, and dockerd '
+     'refuses it; give a finite number'),
+    ({'settings': {'default-address-pools': [{'size': float('inf')}]}},
+     'settings.default-address-pools[0].size is Infinity, which is not a finite number: JSON has no NaN or Infinity, '
+     'and dockerd refuses it; give a finite number'),
+    ({'log_opts': {'max-size': None}},
+     'log_opts.max-size is null (a JSON null); dockerd takes only strings there: give a string, a number or a boolean'),
+    ({'log_opts': {'tag': {'a': 1}}},
+     'log_opts.tag is {"a": 1} (a JSON object); dockerd takes only strings there: give a string, a number or a '
+     'boolean'),
+    ({'log_opts': {'max-file': float('nan')}},
+     'log_opts.max-file is NaN (not a finite number); dockerd takes only strings there: give a string, a number or '
+     'a boolean'),
+], ids=['settings NaN', 'settings inf in a list', 'log_opts null', 'log_opts object', 'log_opts NaN'])
+def test_values_json_cannot_hold(capsys, tmp_path, daemon_json, dockerd, options, message):
+    daemon_json.write_text(LAB_FILE)
+    result = run_module(capsys, tmp_path, dict(path=str(daemon_json), **options))
+    assert result['failed'] is True
+    assert result['msg'] == message
+    assert daemon_json.read_text() == LAB_FILE
+    assert leftovers(daemon_json) == []
 
 
 def test_conflicting_options(capsys, tmp_path, daemon_json, dockerd):
