@@ -479,12 +479,12 @@ def test_tail(text, lines, expected):
 # ---------------------------------------------------------------- Llama-2 chat prompt
 
 CHAT = [
-    ('seed one user', 'seed', [{'role': 'user', 'content': 'Hello there, Llama'}], '[INST]Hello there, Llama[/INST]'),
-    ('seed conversation', 'seed',
+    ('inst_lines one user', 'inst_lines', [{'role': 'user', 'content': 'Hello there, Llama'}], '[INST]Hello there, Llama[/INST]'),
+    ('inst_lines conversation', 'inst_lines',
      [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello!'},
       {'role': 'user', 'content': 'How are you?'}],
      '[INST]Hi[/INST]\nHello!\n[INST]How are you?[/INST]'),
-    ('seed system as is', 'seed', [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}],
+    ('inst_lines system as is', 'inst_lines', [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}],
      'Be brief.\n[INST]Hi[/INST]'),
     ('llama2 one user', 'llama2', [{'role': 'user', 'content': 'Hi'}], '<s>[INST] Hi [/INST]'),
     ('llama2 system', 'llama2', [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}],
@@ -502,8 +502,8 @@ def test_chat_prompt(style, messages, prompt):
 
 
 CHAT_BAD = [
-    ('bad role', 'seed', [{'role': 'bot', 'content': 'x'}], r'messages\[0\] must be'),
-    ('no content', 'seed', [{'role': 'user'}], r'messages\[0\] must be'),
+    ('bad role', 'inst_lines', [{'role': 'bot', 'content': 'x'}], r'messages\[0\] must be'),
+    ('no content', 'inst_lines', [{'role': 'user'}], r'messages\[0\] must be'),
     ('two users', 'llama2', [{'role': 'user', 'content': 'a'}, {'role': 'user', 'content': 'b'}], 'two user'),
     ('ends with assistant', 'llama2', [{'role': 'user', 'content': 'a'}, {'role': 'assistant', 'content': 'b'}],
      'last message'),
