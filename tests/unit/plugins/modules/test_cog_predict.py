@@ -359,6 +359,12 @@ class Trickle(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers['Content-Length']))
+        self.trickle()
+
+    def do_GET(self):
+        self.trickle()
+
+    def trickle(self):
         head = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"x": "'
         for byte in head + b'y' * 100000:
             if type(self).stop.wait(1.0):
@@ -390,3 +396,11 @@ def test_one_byte_a_second_trips_the_total_timeout(capsys, trickle):
     assert result['msg'] == ('Prediction at %s/predictions failed: no answer from %s/predictions: timed out after '
                              '2 s: no complete answer in that time' % (trickle, trickle))
     assert result['http_status'] is None
+
+
+def test_health_checks_are_bounded_as_a_whole_too(trickle):
+    start = time.monotonic()
+    health, error = _cog_http.health(trickle, timeout=1.5)
+    assert time.monotonic() - start < 2.5
+    assert health is None
+    assert error == 'timed out after 1.5 s: no complete answer in that time'
