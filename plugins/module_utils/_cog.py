@@ -586,7 +586,7 @@ def chat_prompt(messages, style='inst_lines'):
             raise ValueError('messages[%d] must be {role: system|user|assistant, content: text}, got %r' % (i, msg))
     if style == 'inst_lines':
         return '\n'.join('[INST]%s[/INST]' % m['content'] if m['role'] == 'user' else m['content']
-                          for m in messages)
+                         for m in messages)
     system = None
     turns = list(messages)
     if turns and turns[0]['role'] == 'system':

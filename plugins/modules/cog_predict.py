@@ -71,8 +71,7 @@ options:
     description:
       - How O(messages) become a prompt.
       - V(inst_lines) puts each user message in C([INST]content[/INST]) and leaves other messages as they are,
-        one message per line. It is what a hand-written Llama-2 client sends, and what the llama-2-7b-chat
-        image on Replicate answers well.
+        one message per line, as a simple hand-written Llama-2 client does.
       - V(llama2) is Meta's reference format, with a system message in C(<<SYS>>) markers and
         C(<s>[INST] ... [/INST] ... </s>) turns.
       - V(seed) is the old name of V(inst_lines). It makes the same prompt, with a deprecation warning, and will

@@ -94,8 +94,8 @@ TEXT_BYTES = st.binary(min_size=1, max_size=16).filter(lambda b: b'<' not in b a
 
 
 @PROPERTY
-@given(name=st.sampled_from(REAL_XML), junk=TEXT_BYTES, which=st.sampled_from(['process_name', 'product_name',
-                                                                             'serial', 'vbios_version']))
+@given(name=st.sampled_from(REAL_XML), junk=TEXT_BYTES,
+       which=st.sampled_from(['process_name', 'product_name', 'serial', 'vbios_version']))
 def test_any_bytes_inside_a_text_field_of_a_real_capture_keep_it_ok(name, junk, which):
     """One non-UTF-8 byte (or a control character) in a process name must not turn a working GPU into an error."""
     capture = CAPTURES[name]
