@@ -107,10 +107,15 @@ def url_secrets(url):
     return secrets
 
 
+def basic_credentials(username, password):
+    """The base64 text of an HTTP basic Authorization header (``Basic <this>``), a secret as much as the password."""
+    return basic_auth_header(username, password).decode('ascii').split(' ', 1)[1]
+
+
 def _request_once(url, timeout, data, headers, validate_certs, username, password):
     headers = dict(headers or {})
     if username is not None:
-        headers['Authorization'] = basic_auth_header(username, password).decode('ascii')
+        headers['Authorization'] = 'Basic ' + basic_credentials(username, password)
     try:
         resp = open_url(url, data=data, headers=headers, method='POST' if data is not None else 'GET',
                         timeout=timeout, use_proxy=False, follow_redirects='none', validate_certs=validate_certs,

@@ -266,6 +266,9 @@ def target_of(module):
                              'once, best as username and password' % target['display'])
     if params['username'] is not None:
         target.update(username=params['username'], password=params['password'])
+    if target['username'] is not None:
+        # A server that echoes the request headers in an error page must not show them either.
+        module.no_log_values.add(_cog_http.basic_credentials(target['username'], target['password']))
     return target
 
 

@@ -313,6 +313,16 @@ def test_url_credentials_are_sent_and_masked_everywhere(capsys, monkeypatch, cog
     assert 'Invoked with' in printed  # the invocation was logged, masked
 
 
+def test_an_error_page_that_echoes_the_authorization_header_shows_no_credentials(capsys, monkeypatch, cog):
+    credentials = base64.b64encode(('lab:' + PASSWORD).encode()).decode()
+    cog.answers.append((401, 'Unauthorized. You sent: Authorization: Basic %s' % credentials))
+    result, printed = run_raw(capsys, monkeypatch, {'url': cog.url, 'username': 'lab', 'password': PASSWORD})
+    assert cog.authorizations == ['Basic ' + credentials]
+    assert result['msg'].startswith('Prediction at %s/predictions failed: HTTP 401 with a body that is not a JSON '
+                                    'object: Unauthorized. You sent: Authorization: Basic ********' % cog.url)
+    assert_absent(printed, PASSWORD, credentials)
+
+
 def test_token_as_url_user_is_masked(capsys, monkeypatch):
     token = 'r8_tok3n5ecret'
     result, printed = run_raw(capsys, monkeypatch, {'url': 'http://%s@127.0.0.1:9' % token, 'timeout': 5})
