@@ -17,6 +17,8 @@ import ipaddress
 import json
 import re
 
+from ansible_collections.homelab.gpu.plugins.module_utils._common import range_error
+
 MANAGED_LABEL = 'homelab.gpu.managed'
 HASH_LABEL = 'homelab.gpu.config-hash'
 GPUS_LABEL = 'homelab.gpu.gpus'
@@ -229,6 +231,52 @@ def registry_auth_errors(auths):
                           'space or control characters)' % (where, username))
         if not auth.get('password'):
             errors.append('%s.password is empty' % where)
+    return errors
+
+
+# cog_model's number options: (name, lowest, highest, what it must be, what it means).
+NUMBER_OPTIONS = (
+    ('readiness_timeout', 1, READINESS_TIMEOUT_MAX, 'a positive number of seconds',
+     'how long to wait for READY after a start, at most a day'),
+    ('pull_timeout', 1, 7 * 86400, 'a positive number of seconds', 'how long a docker pull may take, at most a week'),
+    ('smoke_timeout', 1, 86400, 'a positive number of seconds', 'how long a smoke prediction may take, at most a day'),
+    ('stop_timeout', 0, 86400, '0 or more seconds', 'how long docker stop waits before it kills a container; 0 kills '
+     'at once, and Docker would read a negative time as wait forever'),
+    ('log_lines', 0, 10000, '0 or more lines', 'how many lines of the container log a failure message quotes; docker '
+     'logs would read a negative number as all of them'),
+)
+
+
+def option_errors(params, bind_error=None):
+    """Messages for cog_model's options outside the models list: number ranges, the default bind address and shm
+    size, registry logins. With ``bind_error`` (a function that says why this host cannot listen on an address,
+    or None), also the address that each started model would be published on."""
+    errors = [error for error in (range_error(key, params[key], low, high, what, meaning)
+                                  for key, low, high, what, meaning in NUMBER_OPTIONS) if error]
+    if not 0 < params['poll_interval'] <= 5:
+        errors.append('poll_interval must be more than 0 and at most 5 seconds, got %s: how often to ask '
+                      '/health-check while waiting for READY' % params['poll_interval'])
+    for key, check in (('bind_address', bind_address_error), ('shm_size', shm_size_error)):
+        error = check(params[key])
+        if error:
+            errors.append('%s %r %s' % (key, params[key], error))
+    errors += registry_auth_errors(params['registry_auths'])
+    if errors or bind_error is None:
+        return errors
+    # docker run fails to publish a port on an address that is not this host's. Addresses that are not IP
+    # addresses at all are left to validate_models, which names the model.
+    checked = set()
+    for i, model in enumerate(params['models']):
+        address = model.get('bind_address') or params['bind_address']
+        if (model.get('state') or 'started') != 'started' or address in checked or bind_address_error(address):
+            continue
+        checked.add(address)
+        why = bind_error(address)
+        if why:
+            where = ('models[%d] (%s).bind_address' % (i, model.get('name')) if model.get('bind_address')
+                     else 'bind_address')
+            errors.append('%s %s is not an address of this host (%s), so docker run could not publish the port '
+                          'there' % (where, address, why))
     return errors
 
 

@@ -344,7 +344,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.gpu.plugins.module_utils._common import bind_error, range_error, run_command
+from ansible_collections.homelab.gpu.plugins.module_utils._common import bind_error, run_command
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
@@ -937,44 +937,7 @@ def main():
         log_lines=dict(type='int', default=30),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    errors = []
-    for key, low, high, what, meaning in (
-            ('readiness_timeout', 1, _cog.READINESS_TIMEOUT_MAX, 'a positive number of seconds',
-             'how long to wait for READY after a start, at most a day'),
-            ('pull_timeout', 1, 7 * 86400, 'a positive number of seconds', 'how long a docker pull may take, '
-             'at most a week'),
-            ('smoke_timeout', 1, 86400, 'a positive number of seconds', 'how long a smoke prediction may take, '
-             'at most a day'),
-            ('stop_timeout', 0, 86400, '0 or more seconds', 'how long docker stop waits before it kills a '
-             'container; 0 kills at once, and Docker would read a negative time as wait forever'),
-            ('log_lines', 0, 10000, '0 or more lines', 'how many lines of the container log a failure message '
-             'quotes; docker logs would read a negative number as all of them')):
-        error = range_error(key, params[key], low, high, what, meaning)
-        if error:
-            errors.append(error)
-    if not 0 < params['poll_interval'] <= 5:
-        errors.append('poll_interval must be more than 0 and at most 5 seconds, got %s: how often to ask '
-                      '/health-check while waiting for READY' % params['poll_interval'])
-    for key, check in (('bind_address', _cog.bind_address_error), ('shm_size', _cog.shm_size_error)):
-        error = check(params[key])
-        if error:
-            errors.append('%s %r %s' % (key, params[key], error))
-    errors += _cog.registry_auth_errors(params['registry_auths'])
-    # docker run fails to publish a port on an address that is not this host's: refuse it before anything
-    # changes. Addresses that are not IP literals at all are refused by pre-flight, with the model named.
-    checked = set()
-    for i, model in enumerate(params['models'] if not errors else []):
-        address = model.get('bind_address') or params['bind_address']
-        if (model.get('state') or 'started') != 'started' or address in checked or _cog.bind_address_error(address):
-            continue
-        checked.add(address)
-        why = bind_error(address)
-        if why:
-            where = ('models[%d] (%s).bind_address' % (i, model.get('name')) if model.get('bind_address')
-                     else 'bind_address')
-            errors.append('%s %s is not an address of this host (%s), so docker run could not publish the port '
-                          'there' % (where, address, why))
+    errors = _cog.option_errors(module.params, bind_error)
     if errors:
         module.fail_json(msg='; '.join(errors))
     CogModels(module).run()
