@@ -10,12 +10,21 @@ surrogates), and the recorded outputs of tests/unit/fixtures/nvidia-smi/ mutated
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import pathlib
+from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
+from ansible_collections.homelab.gpu.plugins.module_utils._common import CommandResult
+from ansible_collections.homelab.gpu.plugins.modules import nvidia_smi_info
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[2] / 'fixtures' / 'nvidia-smi'
 CAPTURES = {p.name: p.read_bytes() for p in sorted(FIXTURES.iterdir()) if p.name != 'README.md'}
@@ -111,3 +120,23 @@ def test_any_bytes_inside_a_text_field_of_a_real_capture_keep_it_ok(name, junk, 
     assert after['state'] == 'ok'
     assert after['gpu_count'] == before['gpu_count']
     assert [g['uuid'] for g in after['gpus']] == [g['uuid'] for g in before['gpus']]
+
+
+@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stdout=st.one_of(st.binary(max_size=2048), st.sampled_from(sorted(CAPTURES)).map(CAPTURES.get)),
+       mutations=st.lists(MUTATION, max_size=3), rc=EXIT_STATUS, require=st.booleans())
+def test_the_module_answers_with_a_state_or_its_own_failure(stdout, mutations, rc, require):
+    """The whole module, nvidia-smi's output decoded as run_command decodes it: a state, or with require=true the
+    module's own failure, and never a traceback."""
+    answer = CommandResult(rc, mutate(stdout, mutations).decode('utf-8', 'replace'), '', False)
+    printed = io.StringIO()
+    with mock.patch.object(nvidia_smi_info, 'run_command', return_value=answer), \
+            mock.patch.object(AnsibleModule, 'get_bin_path', return_value='/usr/bin/nvidia-smi'), \
+            patch_module_args({'require': require}), contextlib.redirect_stdout(printed):
+        with pytest.raises(SystemExit):
+            nvidia_smi_info.main()
+    result = json.loads(printed.getvalue())
+    assert result['state'] in _nvidia_smi.STATES
+    if result.get('failed'):
+        assert require and result['state'] != 'ok'
+        assert result['msg'].startswith('A working NVIDIA GPU is required (require=true) but state is ')
