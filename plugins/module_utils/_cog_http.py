@@ -41,7 +41,10 @@ def split_url(url):
         raise ValueError('url is empty')
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         raise ValueError('url %s has white space or a control character in it' % _display_raw(url))
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [ of an IPv6 address
+        raise ValueError('url %s is not a URL (%s)' % (_display_raw(url), exc)) from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise ValueError('url %s has scheme %r; only http and https reach a cog server'

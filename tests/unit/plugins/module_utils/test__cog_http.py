@@ -47,6 +47,7 @@ BAD = [
     ('DEL', 'http://h:5000/\x7f', 'has white space or a control character in it'),
     ('not a string', 5000, 'url is empty'),
     ('no host', 'https://:5000', 'has no host or an invalid port'),
+    ('unclosed IPv6 bracket', 'http://[::1:5000', 'url http://[::1:5000 is not a URL (Invalid IPv6 URL)'),
     ('slash in the password', 'http://lab:a/b@h:5000', 'url http://********@h:5000 has a / in its user name'),
 ]
 
