@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 import re
+
+from ansible_collections.homelab.gpu.plugins.module_utils._common import range_error
 
 MANAGED_LABEL = 'homelab.gpu.managed'
 HASH_LABEL = 'homelab.gpu.config-hash'
@@ -27,13 +30,30 @@ CONTAINER_PORT = 5000
 # Bump when the docker run recipe changes in a way that must recreate every managed container.
 RECIPE_VERSION = 1
 
+# Every pattern below is matched against the whole value (re.fullmatch), so a trailing newline never slips
+# through, and spells its classes out in ASCII, as Go's regexp (which Docker uses) reads \w and \d.
 # Docker's own rule for container names (daemon/names: RestrictedNameChars).
-_NAME_RE = re.compile(r'^[a-zA-Z0-9][a-zA-Z0-9_.-]+$')
-_DIGEST_RE = re.compile(r'^sha256:[0-9a-f]{64}$')
-_REPO_COMPONENT_RE = re.compile(r'^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$')
-_TAG_RE = re.compile(r'^[\w][\w.-]{0,127}$')
-_UUID_RE = re.compile(r'^(GPU|MIG)-[0-9a-fA-F-]+$')
-_SHM_RE = re.compile(r'^[0-9]+[bkmgBKMG]?$')
+_NAME_RE = re.compile(r'[a-zA-Z0-9][a-zA-Z0-9_.-]+')
+_DIGEST_RE = re.compile(r'sha256:[0-9a-f]{64}')
+# distribution/reference: a path component, a registry host (name or [IPv6], optional port) and a tag.
+_REPO_COMPONENT_RE = re.compile(r'[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*')
+_DOMAIN_RE = re.compile(r'(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])'
+                        r'(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*'
+                        r'|\[[a-fA-F0-9:]+\])(?::[0-9]+)?')
+_TAG_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}')
+# Longest image name (registry and path) that Docker takes (distribution/reference: NameTotalLengthMax).
+_NAME_MAX = 255
+_UUID_RE = re.compile(r'(GPU|MIG)-[0-9a-fA-F-]+')
+# docker run --shm-size: a whole number of bytes, or of k, m or g.
+_SHM_RE = re.compile(r'([0-9]+)([bkmgBKMG]?)')
+_SHM_FACTOR = {'': 1, 'b': 1, 'k': 1024, 'm': 1024 ** 2, 'g': 1024 ** 3}
+# An environment variable name as docker run --env passes it on: no '=', no white space, no NUL.
+_ENV_KEY_RE = re.compile(r'[^=\s\x00]+')
+# A registry user name for docker login: no ':' (it separates user and password), no white space or control.
+_USERNAME_RE = re.compile(r'[^:\s\x00-\x1f\x7f]+')
+# Longest readiness wait that pre-flight takes, in seconds: a day.
+READINESS_TIMEOUT_MAX = 86400
+_CONTAINER_ID_RE = re.compile(r'([0-9a-f]{64})')
 
 # cog health-check states (coglet): only READY serves; BUSY also means "set up and serving".
 HEALTH_READY = 'READY'
@@ -50,28 +70,34 @@ def parse_image(ref):
     """Split an image reference into ``{'name', 'tag', 'digest'}``; raise ValueError when it is not one.
 
     ``name`` keeps the registry (``r8.im/meta/llama-2-7b-chat``). ``tag`` is None when only a digest is given;
-    neither given means Docker's implicit ``latest`` and comes back as tag ``latest``.
+    neither given means Docker's implicit ``latest`` and comes back as tag ``latest``. Refuses what
+    ``docker pull`` would refuse, and digests other than sha256.
     """
-    if not isinstance(ref, str) or not ref or ref != ref.strip() or any(c.isspace() for c in ref):
+    if not isinstance(ref, str) or not ref or any(c.isspace() for c in ref):
         raise ValueError('is not an image reference')
     rest, digest = ref, None
     if '@' in ref:
         rest, digest = ref.split('@', 1)
-        if not _DIGEST_RE.match(digest):
+        if not _DIGEST_RE.fullmatch(digest):
             raise ValueError('has a malformed digest %r (want sha256: and 64 hex digits)' % digest)
     tag = None
     last = rest.rsplit('/', 1)[-1]
     if ':' in last:
         rest, tag = rest.rsplit(':', 1)
-        if not _TAG_RE.match(tag):
-            raise ValueError('has a malformed tag %r' % tag)
+        if not _TAG_RE.fullmatch(tag):
+            raise ValueError('has a malformed tag %r (letters, digits, _ . -, not starting with . or -; at most '
+                             '128)' % tag)
     parts = rest.split('/')
     if not rest or any(not p for p in parts):
         raise ValueError('has an empty name')
+    if len(rest) > _NAME_MAX:
+        raise ValueError('has a name of %d characters, more than the %d that Docker takes' % (len(rest), _NAME_MAX))
     first = parts[0]
     has_registry = len(parts) > 1 and ('.' in first or ':' in first or first == 'localhost')
+    if has_registry and not _DOMAIN_RE.fullmatch(first):
+        raise ValueError('has an invalid registry host %r (a host name or IP address, optional :port)' % first)
     for part in parts[1:] if has_registry else parts:
-        if not _REPO_COMPONENT_RE.match(part):
+        if not _REPO_COMPONENT_RE.fullmatch(part):
             raise ValueError('has an invalid repository path component %r (lowercase letters, digits, . _ -)' % part)
     if digest is None and tag is None:
         tag = 'latest'
@@ -115,7 +141,7 @@ def normalize_gpus(value):
         text = str(item).strip()
         if text.isdigit():
             text = str(int(text))
-        elif not _UUID_RE.match(text):
+        elif not _UUID_RE.fullmatch(text):
             raise ValueError('has %r, which is neither a GPU index (0, 1, ...) nor a GPU UUID (GPU-...)' % item)
         if text in out:
             raise ValueError('names GPU %s twice' % text)
@@ -163,14 +189,108 @@ def describe_gpu(gpu):
 
 # ---------------------------------------------------------------- validation
 
+def bind_address_error(value):
+    """Why ``value`` cannot be the address of ``docker run --publish``, or None when it can.
+
+    Docker takes an IP literal only (IPv4 or IPv6, no zone), never a host name.
+    """
+    try:
+        address = ipaddress.ip_address(value)
+    except (TypeError, ValueError):
+        return ('is not an IP address: Docker publishes a port on an IP address only (0.0.0.0 for every '
+                'interface, 127.0.0.1 for this host alone, or one of its addresses), not on a host name')
+    if getattr(address, 'scope_id', None):
+        return 'has a zone (%%%s), which Docker does not take' % address.scope_id
+    return None
+
+
+def shm_size_error(value):
+    """Why ``value`` cannot be ``docker run --shm-size``, or None when it can."""
+    match = _SHM_RE.fullmatch(str(value))
+    if not match:
+        return 'is not a size such as 6g or 512m (a whole number, then b, k, m or g)'
+    size = int(match.group(1)) * _SHM_FACTOR[match.group(2).lower()]
+    if size == 0:
+        return 'is 0, which Docker reads as its default of 64m, too small for PyTorch; give a size such as 6g'
+    if size > 2 ** 63 - 1:
+        return 'is larger than Docker can take (8 EiB)'
+    return None
+
+
+def registry_auth_errors(auths):
+    """Messages for ``registry_auths`` entries that docker login would refuse; never quotes a password."""
+    errors = []
+    for i, auth in enumerate(auths or []):
+        where = 'registry_auths[%d]' % i
+        registry, username = auth.get('registry'), auth.get('username')
+        if not isinstance(registry, str) or not _DOMAIN_RE.fullmatch(registry):
+            errors.append('%s.registry %r is not a registry host such as r8.im or 127.0.0.1:5000 (no scheme, no '
+                          'path)' % (where, registry))
+        if not isinstance(username, str) or not _USERNAME_RE.fullmatch(username):
+            errors.append('%s.username %r is not a user name that docker login takes (not empty; no :, white '
+                          'space or control characters)' % (where, username))
+        if not auth.get('password'):
+            errors.append('%s.password is empty' % where)
+    return errors
+
+
+# cog_model's number options: (name, lowest, highest, what it must be, what it means).
+NUMBER_OPTIONS = (
+    ('readiness_timeout', 1, READINESS_TIMEOUT_MAX, 'a positive number of seconds',
+     'how long to wait for READY after a start, at most a day'),
+    ('pull_timeout', 1, 7 * 86400, 'a positive number of seconds', 'how long a docker pull may take, at most a week'),
+    ('smoke_timeout', 1, 86400, 'a positive number of seconds', 'how long a smoke prediction may take, at most a day'),
+    ('stop_timeout', 0, 86400, '0 or more seconds', 'how long docker stop waits before it kills a container; 0 kills '
+     'at once, and Docker would read a negative time as wait forever'),
+    ('log_lines', 0, 10000, '0 or more lines', 'how many lines of the container log a failure message quotes; docker '
+     'logs would read a negative number as all of them'),
+)
+
+
+def option_errors(params, bind_error=None):
+    """Messages for cog_model's options outside the models list: number ranges, the default bind address and shm
+    size, registry logins. With ``bind_error`` (a function that says why this host cannot listen on an address,
+    or None), also the address that each started model would be published on."""
+    errors = [error for error in (range_error(key, params[key], low, high, what, meaning)
+                                  for key, low, high, what, meaning in NUMBER_OPTIONS) if error]
+    if not 0 < params['poll_interval'] <= 5:
+        errors.append('poll_interval must be more than 0 and at most 5 seconds, got %s: how often to ask '
+                      '/health-check while waiting for READY' % params['poll_interval'])
+    for key, check in (('bind_address', bind_address_error), ('shm_size', shm_size_error)):
+        error = check(params[key])
+        if error:
+            errors.append('%s %r %s' % (key, params[key], error))
+    errors += registry_auth_errors(params['registry_auths'])
+    if errors or bind_error is None:
+        return errors
+    # docker run fails to publish a port on an address that is not this host's. Addresses that are not IP
+    # addresses at all are left to validate_models, which names the model.
+    checked = set()
+    for i, model in enumerate(params['models']):
+        address = model.get('bind_address') or params['bind_address']
+        if (model.get('state') or 'started') != 'started' or address in checked or bind_address_error(address):
+            continue
+        checked.add(address)
+        why = bind_error(address)
+        if why:
+            where = ('models[%d] (%s).bind_address' % (i, model.get('name')) if model.get('bind_address')
+                     else 'bind_address')
+            errors.append('%s %s is not an address of this host (%s), so docker run could not publish the port '
+                          'there' % (where, address, why))
+    return errors
+
+
 def validate_models(models):
-    """Cross-entry checks of the ``models`` list; returns a list of messages (empty when all is well)."""
+    """Cross-entry checks of the ``models`` list; returns a list of messages (empty when all is well).
+
+    Refuses every value that ``docker run`` would refuse, so that no running model is stopped for a typo.
+    """
     errors = []
     seen_names, seen_ports = {}, {}
     for i, model in enumerate(models):
         name = model.get('name')
         where = 'models[%d]' % i
-        if not name or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             errors.append('%s.name %r is not a valid Docker container name (a letter or digit, then letters, '
                           'digits, _ . -; at least 2 characters)' % (where, name))
         elif name.endswith(PREVIOUS_SUFFIX):
@@ -209,14 +329,22 @@ def validate_models(models):
         if vram is not None and vram < 0:
             errors.append('%s.vram_mib %s is negative' % (label, vram))
         shm = model.get('shm_size')
-        if shm is not None and not _SHM_RE.match(str(shm)):
-            errors.append('%s.shm_size %r is not a size such as 6g or 512m' % (label, shm))
-        for key in (model.get('env') or {}):
-            if not key or '=' in key or any(c.isspace() for c in key):
-                errors.append('%s.env has an invalid variable name %r' % (label, key))
+        if shm is not None and shm_size_error(shm):
+            errors.append('%s.shm_size %r %s' % (label, shm, shm_size_error(shm)))
+        bind = model.get('bind_address')
+        if bind is not None and bind_address_error(bind):
+            errors.append('%s.bind_address %r %s' % (label, bind, bind_address_error(bind)))
+        for key, value in (model.get('env') or {}).items():
+            if not _ENV_KEY_RE.fullmatch(str(key)):
+                errors.append('%s.env has an invalid variable name %r (not empty; no =, white space or NUL)'
+                              % (label, key))
+            elif value is not None and '\x00' in str(value):
+                errors.append('%s.env %s has a NUL character in its value, which no environment variable can '
+                              'hold' % (label, key))
         timeout = model.get('readiness_timeout')
-        if timeout is not None and timeout <= 0:
-            errors.append('%s.readiness_timeout %s must be a positive number of seconds' % (label, timeout))
+        if timeout is not None and not 0 < timeout <= READINESS_TIMEOUT_MAX:
+            errors.append('%s.readiness_timeout %s must be a positive number of seconds, at most %d (a day): how '
+                          'long to wait for READY after a start' % (label, timeout, READINESS_TIMEOUT_MAX))
     return errors
 
 
@@ -501,18 +629,20 @@ def output_text(output):
 
 # ---------------------------------------------------------------- Llama-2 chat prompt
 
-def chat_prompt(messages, style='seed'):
+def chat_prompt(messages, style='inst_lines'):
     """Turn ``[{role, content}]`` into one prompt string for a Llama-2 chat model.
 
-    ``seed``: the seed's client, each user turn as ``[INST]content[/INST]``, other turns as they are, joined by
-    newlines. ``llama2``: Meta's reference format, a system message folded into the first user turn between
-    ``<<SYS>>`` markers and each exchange as ``<s>[INST] user [/INST] answer </s>``.
+    ``inst_lines``: each user turn as ``[INST]content[/INST]``, other turns as they are, one per line, as a
+    hand-written llama client sends them. ``llama2``: Meta's reference format, a system message folded into the
+    first user turn between ``<<SYS>>`` markers and each exchange as ``<s>[INST] user [/INST] answer </s>``.
     """
+    if style not in ('inst_lines', 'llama2'):
+        raise ValueError('chat format %r is not one of inst_lines, llama2' % (style,))
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or msg.get('role') not in ('system', 'user', 'assistant') \
                 or not isinstance(msg.get('content'), str):
             raise ValueError('messages[%d] must be {role: system|user|assistant, content: text}, got %r' % (i, msg))
-    if style == 'seed':
+    if style == 'inst_lines':
         return '\n'.join('[INST]%s[/INST]' % m['content'] if m['role'] == 'user' else m['content']
                          for m in messages)
     system = None

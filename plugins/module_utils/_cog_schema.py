@@ -25,14 +25,11 @@ sent as given and the result says so.
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import re
-import socket
-from urllib.error import HTTPError, URLError
 
-from ansible.module_utils.urls import open_url
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 
 MODES = ('coerce', 'strict', 'raw')
 SCHEMA_PATH = '/openapi.json'
@@ -49,26 +46,21 @@ _REF_PREFIX = '#/components/schemas/'
 
 # ---------------------------------------------------------------- reading the schema
 
-def fetch(base_url, timeout=FETCH_TIMEOUT, validate_certs=True):
+def fetch(base_url, timeout=FETCH_TIMEOUT, validate_certs=True, username=None, password=None):
     """GET the server's OpenAPI schema; return ``(schema dict or None, note or None)``. Never raises.
 
-    The note says why there is no schema: no answer, an HTTP error (coglet answers 503 when the image carries
-    no schema), a body that is not JSON, or a schema without an ``Input`` component.
+    The whole answer must come within ``timeout`` seconds (a server that trickles it is left behind). The note
+    says why there is no schema: no answer, an HTTP error (coglet answers 503 when the image carries no
+    schema), a body that is not JSON, or a schema without an ``Input`` component. ``username`` and ``password``
+    are the basic credentials of the prediction that follows, if any.
     """
     url = base_url.rstrip('/') + SCHEMA_PATH
-    try:
-        resp = open_url(url, method='GET', timeout=timeout, use_proxy=False, follow_redirects='none',
-                        validate_certs=validate_certs, headers={'Accept': 'application/json'})
-        code, body = resp.getcode(), resp.read().decode('utf-8', 'replace')
-    except HTTPError as exc:
-        try:
-            said = exc.read().decode('utf-8', 'replace')
-        except Exception:  # pylint: disable=broad-except
-            said = ''
-        return None, 'no schema at %s: HTTP %s %s' % (url, exc.code, said.strip()[:200])
-    except (URLError, socket.error, OSError, ValueError, http.client.HTTPException) as exc:
-        reason = getattr(exc, 'reason', exc)
-        return None, 'no schema at %s: %s' % (url, str(reason) or exc.__class__.__name__)
+    code, body, error = _cog_http.get(url, timeout, headers={'Accept': 'application/json'},
+                                      validate_certs=validate_certs, username=username, password=password)
+    if error is not None:
+        return None, 'no schema at %s: %s' % (url, error)
+    if code != 200:
+        return None, 'no schema at %s: HTTP %s %s' % (url, code, body.strip()[:200])
     return parse_schema(body, url, code)
 
 
@@ -280,7 +272,7 @@ def fit(fields, inputs, mode='coerce'):
     return out, converted, errors
 
 
-def prepare(base_url, inputs, mode='coerce', validate_certs=True, timeout=FETCH_TIMEOUT):
+def prepare(base_url, inputs, mode='coerce', validate_certs=True, timeout=FETCH_TIMEOUT, username=None, password=None):
     """Read the schema of the model at ``base_url`` and fit ``inputs`` to it.
 
     Return ``(inputs to send, report, error or None)``. ``report`` is ``{mode, available, note, converted}``:
@@ -291,7 +283,8 @@ def prepare(base_url, inputs, mode='coerce', validate_certs=True, timeout=FETCH_
     if mode == 'raw':
         report['note'] = 'the input was sent as given (schema: raw)'
         return dict(inputs), report, None
-    schema, note = fetch(base_url, timeout=min(timeout, FETCH_TIMEOUT), validate_certs=validate_certs)
+    schema, note = fetch(base_url, timeout=min(timeout, FETCH_TIMEOUT), validate_certs=validate_certs,
+                         username=username, password=password)
     if schema is None:
         report.update(available=False, note='%s; the input was sent as given' % note)
         return dict(inputs), report, None

@@ -5,10 +5,17 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import time
 import typing as t
 
-# Exit status of coreutils timeout(1) when the command ran out of time (and 137 with -k / KILL).
-TIMEOUT_RCS = (124, 137)
+# How coreutils timeout(1) ends when the command ran out of time: 124 after SIGTERM; 137 (128 + 9) when the
+# command had to be killed; and, since timeout sends that SIGKILL to its whole process group, itself included,
+# killed by signal 9, which run_command reports as -9.
+TIMEOUT_RCS = (124, 128 + signal.SIGKILL, -signal.SIGKILL)
+# Seconds between the SIGTERM at the time-out and the SIGKILL for a command that ignores it.
+KILL_AFTER = 5
 
 
 class CommandResult(t.NamedTuple):
@@ -18,18 +25,63 @@ class CommandResult(t.NamedTuple):
     timed_out: bool
 
 
-def run_command(module, argv, timeout=None, data=None):
+def run_command(module, argv, timeout=None, data=None, kill_after=None):
     """Run ``argv`` (a list, never a shell string) through ``module.run_command``.
 
     With ``timeout`` (seconds), the command runs under coreutils ``timeout`` so that a hung
     binary (nvidia-smi on a wedged GPU, dockerd waiting on a lock) cannot hang the module:
-    it gets SIGTERM at ``timeout`` and SIGKILL 5 seconds later. ``timed_out`` tells the caller.
+    it gets SIGTERM at ``timeout`` and SIGKILL ``kill_after`` (default KILL_AFTER) seconds later. ``timed_out`` tells
+    the caller, whichever of the two signals ended it: a time-out is a time-out, not a failure.
+
+    Output that is not UTF-8 (a byte of another encoding in a process name, a container log) is
+    decoded with U+FFFD in place of each bad byte, so it never stops a parser.
     """
     argv = [str(a) for a in argv]
+    bounded = False
     if timeout:
         timeout_bin = module.get_bin_path('timeout')
         if timeout_bin:
-            argv = [timeout_bin, '-k', '5', str(timeout)] + argv
-    rc, out, err = module.run_command(argv, data=data, check_rc=False, environ_update={'LC_ALL': 'C'})
-    timed_out = bool(timeout) and rc in TIMEOUT_RCS
+            kill_after = KILL_AFTER if kill_after is None else kill_after
+            argv = [timeout_bin, '-k', str(kill_after), str(timeout)] + argv
+            bounded = True
+    start = time.monotonic()
+    rc, out, err = module.run_command(argv, data=data, check_rc=False, environ_update={'LC_ALL': 'C'},
+                                      errors='replace')
+    # The exit status alone cannot tell the command's own 124 (or a kill from elsewhere) from a time-out;
+    # the time it ran can.
+    timed_out = bounded and rc in TIMEOUT_RCS and time.monotonic() - start >= timeout
     return CommandResult(rc, out, err, timed_out)
+
+
+def range_error(name, value, low, high, what, meaning):
+    """None when ``low <= value <= high``, else the message for a number option out of range.
+
+    NaN and the infinities are never in range. The message names the option, what it must be, the value, what
+    the option means and the range: ``timeout must be a positive number of seconds, got 0: ... (1 to 600)``.
+    """
+    try:
+        if low <= value <= high:
+            return None
+    except TypeError:
+        pass
+    return '%s must be %s, got %s: %s (%s to %s)' % (name, what, value, meaning, low, high)
+
+
+def bind_error(address):
+    """None when a program on this host can listen on ``address`` (an IP literal), else the reason.
+
+    Binds a TCP socket to port 0 of the address and closes it at once: what docker run needs to publish a port
+    there. An address of another machine gives "Cannot assign requested address".
+    """
+    family = socket.AF_INET6 if ':' in address else socket.AF_INET
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        sock.bind((address, 0))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        sock.close()
+    return None

@@ -59,8 +59,37 @@ _NOT_AVAILABLE = ('', 'n/a', '[n/a]', 'none', 'not supported', '[not supported]'
                   '[unknown error]', 'requested functionality has been deprecated', 'insufficient permissions',
                   '[insufficient permissions]', 'gpu requires reset', '[gpu requires reset]', 'unknown', 'not available')
 
-_NUMBER_RE = re.compile(r'^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z%]*)\s*$')
+_NUMBER_RE = re.compile(r'\s*(-?[0-9]+(?:\.[0-9]+)?)\s*([A-Za-z%]*)\s*')
+# Characters that XML 1.0 does not allow, even escaped. nvidia-smi copies a process name as the kernel has it,
+# and a name can hold any byte but NUL.
+_XML_ILLEGAL_RE = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]')
 _MIB_FACTOR = {'': 1, 'mib': 1, 'kib': 1.0 / 1024, 'gib': 1024}
+
+
+def decode(data):
+    """Text of what nvidia-smi printed, whatever its bytes: each byte that is not UTF-8 becomes U+FFFD.
+
+    Takes bytes, or text from a reader that kept undecodable bytes as surrogates (Python's surrogateescape, as
+    AnsibleModule.run_command does by default), so that one byte of another encoding in a process name cannot
+    stop the XML parser.
+    """
+    if data is None:
+        return ''
+    if isinstance(data, bytes):
+        return data.decode('utf-8', 'replace')
+    if not isinstance(data, str):
+        data = str(data)
+    try:
+        data.encode('utf-8')
+        return data
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = data.encode('utf-8', 'surrogateescape')
+    except UnicodeEncodeError:
+        # A lone surrogate that surrogateescape did not make, so it stands for no byte.
+        raw = data.encode('utf-8', 'replace')
+    return raw.decode('utf-8', 'replace')
 
 
 def empty_result():
@@ -102,7 +131,7 @@ def parse_number(value, units=None):
     """
     if value is None:
         return None
-    match = _NUMBER_RE.match(value)
+    match = _NUMBER_RE.fullmatch(value)
     if not match:
         return None
     unit = match.group(2).lower()
@@ -117,7 +146,7 @@ def parse_mib(value):
     number = parse_number(value, units=_MIB_FACTOR)
     if number is None:
         return None
-    unit = _NUMBER_RE.match(value).group(2).lower()
+    unit = _NUMBER_RE.fullmatch(value).group(2).lower()
     return int(round(number * _MIB_FACTOR[unit]))
 
 
@@ -221,12 +250,12 @@ def parse_xml(text):
     Returns ``(data, notices)``: ``data`` holds driver_version, cuda_version, gpu_count and gpus;
     ``notices`` lists lines printed before the XML. Raises ValueError when there is no usable XML.
     """
-    notices, xml_text = split_preamble(text)
+    notices, xml_text = split_preamble(decode(text))
     if not xml_text:
         raise ValueError('no XML in the output of nvidia-smi')
     try:
-        root = ElementTree.fromstring(xml_text)
-    except ElementTree.ParseError as exc:
+        root = ElementTree.fromstring(_XML_ILLEGAL_RE.sub('\ufffd', xml_text))
+    except (ElementTree.ParseError, ValueError) as exc:
         raise ValueError('the XML of nvidia-smi does not parse: %s' % exc) from exc
     if root.tag != 'nvidia_smi_log':
         raise ValueError('the XML of nvidia-smi has root element <%s>, not <nvidia_smi_log>' % root.tag)
@@ -254,6 +283,7 @@ def classify(rc, stdout, stderr, timed_out=False, timeout=None):
     """
     result = empty_result()
     result.update({'state': STATE_ERROR, 'message': '', 'reboot_required': False, 'notices': []})
+    stdout, stderr = decode(stdout), decode(stderr)
     if timed_out:
         result['message'] = ('nvidia-smi timed out after %s s (a hung GPU or driver?). %s'
                              % (timeout, ADVICE[STATE_ERROR]))

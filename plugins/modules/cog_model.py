@@ -166,8 +166,10 @@ options:
         required: true
   bind_address:
     description:
-      - Default address that ports are published on. V(0.0.0.0) publishes on every interface, as a hand-made
-        C(docker run -p 5000:5000) does. Use V(127.0.0.1) to keep models to the host.
+      - Default address that ports are published on, an IP address (v4 or v6) that this host has, or V(0.0.0.0) /
+        V(::). V(0.0.0.0) publishes on every interface, as a hand-made C(docker run -p 5000:5000) does. Use
+        V(127.0.0.1) to keep models to the host. A host name is refused before anything changes (Docker takes
+        only IP addresses).
     type: str
     default: 0.0.0.0
   shm_size:
@@ -472,7 +474,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.gpu.plugins.module_utils._common import run_command
+from ansible_collections.homelab.gpu.plugins.module_utils._common import bind_error, run_command
 from ansible_collections.homelab.gpu.plugins.module_utils import _cdi
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
@@ -528,7 +530,9 @@ class CogModels:
             model['state'] = model.get('state') or 'started'
             model['shm_size'] = model.get('shm_size') or self.params['shm_size']
             model['bind_address'] = model.get('bind_address') or self.params['bind_address']
-            model['readiness_timeout'] = model.get('readiness_timeout') or self.params['readiness_timeout']
+            # Only a value that is not given takes the default: 0 is refused by pre-flight, not turned into 900.
+            if model.get('readiness_timeout') is None:
+                model['readiness_timeout'] = self.params['readiness_timeout']
             out.append(model)
         return out
 
@@ -1139,12 +1143,9 @@ def main():
         log_lines=dict(type='int', default=30),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    for key in ('readiness_timeout', 'pull_timeout', 'smoke_timeout'):
-        if module.params[key] <= 0:
-            module.fail_json(msg='%s must be a positive number of seconds, got %s' % (key, module.params[key]))
-    if not 0 < module.params['poll_interval'] <= 5:
-        module.fail_json(msg='poll_interval must be more than 0 and at most 5 seconds, got %s'
-                             % module.params['poll_interval'])
+    errors = _cog.option_errors(module.params, bind_error)
+    if errors:
+        module.fail_json(msg='; '.join(errors))
     CogModels(module).run()
 
 

@@ -267,7 +267,7 @@ from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
-from ansible_collections.homelab.gpu.plugins.module_utils._common import run_command
+from ansible_collections.homelab.gpu.plugins.module_utils._common import range_error, run_command
 
 
 class CogModelsInfo:
@@ -395,6 +395,11 @@ def main():
         ),
         supports_check_mode=True,
     )
+    error = range_error('health_timeout', module.params['health_timeout'], 0.1, 300, 'more than 0 seconds',
+                        'how long to wait for each /health-check answer; at 0 no model, healthy or not, could '
+                        'answer in time')
+    if error:
+        module.fail_json(msg=error)
     module.exit_json(**CogModelsInfo(module).run())
 
 

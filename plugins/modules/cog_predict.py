@@ -20,14 +20,16 @@ description:
     under O(prompt_key).
   - Fails with a clear message on an HTTP error, when the model is busy (HTTP 409, cog runs one prediction at a
     time), and when the prediction ends with C(status) other than C(succeeded), which cog answers with HTTP 200.
+  - O(timeout) bounds the whole request. A server that sends its answer one byte at a time still fails at
+    O(timeout), with a message that says it timed out.
 extends_documentation_fragment:
   - homelab.gpu.attributes
 attributes:
   check_mode:
     support: full
     details:
-      - The prediction is sent in check mode too. It changes nothing on the host, so the module never reports
-        a change.
+      - In check mode nothing is sent. RV(request) shows what would be sent, and the prediction's return values
+        are V(null).
   diff_mode:
     support: none
   idempotent:
@@ -36,9 +38,25 @@ attributes:
       - Never reports a change. The output of a model may differ between two calls.
 options:
   url:
-    description: Base URL of the model server, without C(/predictions).
+    description:
+      - Base URL of the model server, without C(/predictions), for example V(http://192.168.0.16:5000).
+      - Only V(http) and V(https). A path prefix is kept (V(https://proxy.lan/llama) asks
+        C(https://proxy.lan/llama/predictions)); a query string or fragment is refused, because cog's path
+        comes after the base URL.
+      - User name and password in the URL (C(http://user:password@host:5000)) work, and are masked in every
+        message and in the module's arguments in the output. Prefer O(username) and O(password), which are
+        never logged at all.
     type: str
     default: http://127.0.0.1:5000
+  username:
+    description:
+      - User name for HTTP basic authentication, as a reverse proxy in front of the model asks for.
+      - Not together with a user name in O(url).
+    type: str
+  password:
+    description:
+      - Password for HTTP basic authentication, with O(username). Never logged.
+    type: str
   input:
     description: Input of the prediction, as the model's schema names it.
     type: dict
@@ -52,19 +70,23 @@ options:
   chat_format:
     description:
       - How O(messages) become a prompt.
-      - V(seed) is what the seed's llama client does. Each user message becomes C([INST]content[/INST]), and other
-        messages stay as they are, one per line.
+      - V(inst_lines) puts each user message in C([INST]content[/INST]) and leaves other messages as they are,
+        one message per line, as a simple hand-written Llama-2 client does.
       - V(llama2) is Meta's reference format, with a system message in C(<<SYS>>) markers and
         C(<s>[INST] ... [/INST] ... </s>) turns.
+      - V(seed) is the old name of V(inst_lines). It makes the same prompt, with a deprecation warning, and will
+        be removed in version 1.0.0.
     type: str
-    choices: [seed, llama2]
-    default: seed
+    choices: [inst_lines, llama2, seed]
+    default: inst_lines
   prompt_key:
     description: Input key that receives the prompt made from O(messages).
     type: str
     default: prompt
   timeout:
-    description: Seconds to wait for the answer. Large models take a while per prediction.
+    description:
+      - Seconds to wait for the whole answer, from V(1) to V(86400) (a day). Large models take a while per
+        prediction.
     type: int
     default: 600
   validate_certs:
@@ -115,11 +137,42 @@ EXAMPLES = r"""
     input:
       prompt: an astronaut riding a horse
     timeout: 120
+
+- name: Through a reverse proxy with basic authentication
+  homelab.gpu.cog_predict:
+    url: https://models.lan/llama
+    username: lab
+    password: "{{ vault_models_password }}"
+    input:
+      prompt: "[INST]Say hello[/INST]"
+  delegate_to: localhost
 """
 
 RETURN = r"""
+request:
+  description:
+    - What was sent, or in check mode what would be sent. C(url) has any user name and password masked.
+  returned: always
+  type: dict
+  contains:
+    method:
+      description: The HTTP method.
+      type: str
+      sample: POST
+    url:
+      description: The URL of the request.
+      type: str
+      sample: http://127.0.0.1:5000/predictions
+    input:
+      description: The input of the prediction, with the prompt made from O(messages).
+      type: dict
+      sample: {prompt: "[INST]Hello there, Llama[/INST]", max_new_tokens: 1800}
+    sent:
+      description: Whether the request was sent (V(false) in check mode).
+      type: bool
+      sample: true
 status:
-  description: Status of the prediction (V(succeeded) when the module does not fail).
+  description: Status of the prediction (V(succeeded) when the module does not fail), V(null) in check mode.
   returned: always
   type: str
   sample: succeeded
@@ -129,7 +182,7 @@ output:
   type: raw
   sample: [" Hello", " there", "!"]
 output_text:
-  description: The output as one string, with a token list joined and stripped like the seed's client does.
+  description: The output as one string, a token list joined and stripped of surrounding white space.
   returned: always
   type: str
   sample: Hello there!
@@ -191,21 +244,35 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
+from ansible_collections.homelab.gpu.plugins.module_utils._common import range_error
+
+# The old name of chat_format inst_lines, kept as a deprecated alias.
+_CHAT_FORMAT_ALIASES = {'seed': 'inst_lines'}
 
 
 class CogPredict:
-    """Build the input, send one prediction and judge the answer."""
+    """Build the input, send one prediction (none in check mode) and judge the answer."""
 
-    def __init__(self, module):
+    def __init__(self, module, target):
         self.module = module
         self.params = module.params
+        self.target = target
 
     def build_input(self):
         inputs = dict(self.params['input'] or {})
         prompt = None
         if self.params['messages'] is not None:
+            if not self.params['messages']:
+                self.module.fail_json(msg='messages is empty: give at least one {role: user, content: text}')
+            style = self.params['chat_format']
+            if style in _CHAT_FORMAT_ALIASES:
+                self.module.deprecate('chat_format=%s is the old name of chat_format=%s, which makes the same '
+                                      'prompt: use %s' % (style, _CHAT_FORMAT_ALIASES[style],
+                                                          _CHAT_FORMAT_ALIASES[style]),
+                                      version='1.0.0', collection_name='homelab.gpu')
+                style = _CHAT_FORMAT_ALIASES[style]
             try:
-                prompt = _cog.chat_prompt(self.params['messages'], self.params['chat_format'])
+                prompt = _cog.chat_prompt(self.params['messages'], style)
             except ValueError as exc:
                 self.module.fail_json(msg=str(exc))
             inputs[self.params['prompt_key']] = prompt
@@ -213,39 +280,85 @@ class CogPredict:
 
     def run(self):
         inputs, prompt = self.build_input()
-        url = self.params['url'].rstrip('/')
-        # schema hook (homelab.gpu _cog_schema): fit the input to the model's schema before it is sent.
-        inputs, schema, problem = _cog_schema.prepare(url, inputs, self.params['schema'], self.params['validate_certs'])
+        # schema hook (homelab.gpu _cog_schema): fit the input to the model's schema before it is sent (a read,
+        # so check mode does it too and shows the input as it would be sent).
+        inputs, schema, problem = _cog_schema.prepare(self.target['url'], inputs, self.params['schema'],
+                                                      self.params['validate_certs'],
+                                                      username=self.target['username'],
+                                                      password=self.target['password'])
+        request = {'method': 'POST', 'url': self.target['display'] + '/predictions', 'input': inputs,
+                   'sent': not self.module.check_mode and not problem}
+        out = {'request': request, 'status': None, 'output': None, 'output_text': None, 'metrics': {}, 'id': None,
+               'logs': None, 'http_status': None, 'prompt': prompt, 'input': inputs, 'schema': schema}
         if problem:
-            self.module.fail_json(msg='Prediction at %s/predictions not sent: %s' % (url, problem), changed=False,
-                                  input=inputs, schema=schema, prompt=prompt)
-        result, error = _cog_http.predict(url, inputs, timeout=self.params['timeout'],
-                                          validate_certs=self.params['validate_certs'])
-        out = {'status': result.get('status'), 'output': result.get('output'),
-               'output_text': _cog.output_text(result.get('output')), 'metrics': result.get('metrics') or {},
-               'id': result.get('id'), 'logs': result.get('logs'), 'http_status': result.get('http_status'),
-               'prompt': prompt, 'input': inputs, 'schema': schema}
+            self.module.fail_json(msg='Prediction at %s/predictions not sent: %s' % (self.target['display'], problem),
+                                  changed=False, **out)
+        if self.module.check_mode:
+            self.module.exit_json(changed=False, msg='check mode: nothing was sent; request shows what would be',
+                                  **out)
+        result, error = _cog_http.predict(self.target['url'], inputs, timeout=self.params['timeout'],
+                                          validate_certs=self.params['validate_certs'],
+                                          username=self.target['username'], password=self.target['password'])
+        out.update(status=result.get('status'), output=result.get('output'),
+                   output_text=_cog.output_text(result.get('output')), metrics=result.get('metrics') or {},
+                   id=result.get('id'), logs=result.get('logs'), http_status=result.get('http_status'))
         if error:
-            self.module.fail_json(msg='Prediction at %s/predictions failed: %s' % (url, error), changed=False,
-                                  error=result.get('error'), **out)
+            error = error.replace(self.target['url'], self.target['display'])
+            self.module.fail_json(msg='Prediction at %s/predictions failed: %s' % (self.target['display'], error),
+                                  changed=False, error=result.get('error'), **out)
         self.module.exit_json(changed=False, **out)
+
+
+def target_of(module):
+    """Where to send: the checked URL and the credentials of the url, username and password options."""
+    params = module.params
+    try:
+        target = _cog_http.split_url(params['url'])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    if target['username'] is not None and (params['username'] is not None or params['password'] is not None):
+        module.fail_json(msg='url %s has a user name, and username or password is set too: give the credentials '
+                             'once, best as username and password' % target['display'])
+    if params['username'] is not None:
+        target.update(username=params['username'], password=params['password'])
+    if target['username'] is not None:
+        # A server that echoes the request headers in an error page must not show them either.
+        module.no_log_values.add(_cog_http.basic_credentials(target['username'], target['password']))
+    return target
+
+
+class _PredictModule(AnsibleModule):
+    """AnsibleModule that masks the credentials of the url option from the moment it reads its arguments.
+
+    An argument error found while the arguments are checked (a wrong type, password without username) fails
+    inside the constructor, and its result carries the arguments: the masking must already be in place then.
+    """
+
+    def _load_params(self):
+        super()._load_params()
+        self.no_log_values.update(_cog_http.url_secrets((self.params or {}).get('url')))
 
 
 def main():
     argument_spec = dict(
         url=dict(type='str', default='http://127.0.0.1:5000'),
+        username=dict(type='str'),
+        password=dict(type='str', no_log=True),
         input=dict(type='dict', default={}),
         messages=dict(type='list', elements='dict'),
-        chat_format=dict(type='str', choices=['seed', 'llama2'], default='seed'),
+        chat_format=dict(type='str', choices=['inst_lines', 'llama2', 'seed'], default='inst_lines'),
         prompt_key=dict(type='str', default='prompt', no_log=False),
         timeout=dict(type='int', default=600),
         validate_certs=dict(type='bool', default=True),
         schema=dict(type='str', choices=list(_cog_schema.MODES), default='coerce'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if module.params['timeout'] <= 0:
-        module.fail_json(msg='timeout must be a positive number of seconds, got %s' % module.params['timeout'])
-    CogPredict(module).run()
+    module = _PredictModule(argument_spec=argument_spec, supports_check_mode=True,
+                            required_by={'password': 'username'})
+    error = range_error('timeout', module.params['timeout'], 1, 86400, 'a positive number of seconds',
+                        'how long to wait for the whole answer, at most a day')
+    if error:
+        module.fail_json(msg=error)
+    CogPredict(module, target_of(module)).run()
 
 
 if __name__ == '__main__':

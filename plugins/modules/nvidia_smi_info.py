@@ -19,6 +19,8 @@ description:
     (V(not_installed), V(no_devices), V(driver_not_loaded), V(driver_library_mismatch) or V(error)), and
     RV(message) says what to do.
   - Values that nvidia-smi reports as N/A (or C([Not Supported]) and the like) come back as V(null).
+  - Bytes that are not UTF-8, or not allowed in XML, in what nvidia-smi prints (a process name in another
+    encoding, say) come back as U+FFFD; they never change RV(state).
 extends_documentation_fragment:
   - homelab.gpu.attributes
   - homelab.gpu.attributes.info_module
@@ -33,6 +35,8 @@ options:
       - Seconds after which C(nvidia-smi) is stopped. It can hang on a wedged GPU; the module then returns
         RV(state=error) with a message saying that it timed out.
       - Needs C(timeout) from GNU coreutils on the host; without it there is no time limit.
+      - From V(1) to V(3600). A C(nvidia-smi) that ignores the stop signal is killed 5 seconds later, and that
+        counts as a time-out too.
     type: int
     default: 15
   require:
@@ -254,7 +258,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.gpu.plugins.module_utils._common import run_command
+from ansible_collections.homelab.gpu.plugins.module_utils._common import range_error, run_command
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 
 
@@ -288,7 +292,7 @@ class NvidiaSmiInfo:
         result = _nvidia_smi.classify(cmd.rc, cmd.stdout, cmd.stderr, timed_out=cmd.timed_out, timeout=self.timeout)
         for notice in result.pop('notices'):
             self.module.warn('nvidia-smi: %s' % notice)
-        result.update(nvidia_smi_path=binary, nvidia_smi_rc=cmd.rc, stderr=cmd.stderr)
+        result.update(nvidia_smi_path=binary, nvidia_smi_rc=cmd.rc, stderr=_nvidia_smi.decode(cmd.stderr))
         return result
 
     def run(self):
@@ -307,8 +311,10 @@ def main():
         require=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if module.params['timeout'] is not None and module.params['timeout'] <= 0:
-        module.fail_json(msg='timeout must be a positive number of seconds, got %s' % module.params['timeout'])
+    error = range_error('timeout', module.params['timeout'], 1, 3600, 'a positive number of seconds',
+                        'how long nvidia-smi may take before it is stopped, at most an hour')
+    if error:
+        module.fail_json(msg=error)
     NvidiaSmiInfo(module).run()
 
 

@@ -474,12 +474,12 @@ def test_tail(text, lines, expected):
 # ---------------------------------------------------------------- Llama-2 chat prompt
 
 CHAT = [
-    ('seed one user', 'seed', [{'role': 'user', 'content': 'Hello there, Llama'}], '[INST]Hello there, Llama[/INST]'),
-    ('seed conversation', 'seed',
+    ('inst_lines one user', 'inst_lines', [{'role': 'user', 'content': 'Hello there, Llama'}], '[INST]Hello there, Llama[/INST]'),
+    ('inst_lines conversation', 'inst_lines',
      [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello!'},
       {'role': 'user', 'content': 'How are you?'}],
      '[INST]Hi[/INST]\nHello!\n[INST]How are you?[/INST]'),
-    ('seed system as is', 'seed', [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}],
+    ('inst_lines system as is', 'inst_lines', [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}],
      'Be brief.\n[INST]Hi[/INST]'),
     ('llama2 one user', 'llama2', [{'role': 'user', 'content': 'Hi'}], '<s>[INST] Hi [/INST]'),
     ('llama2 system', 'llama2', [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}],
@@ -497,8 +497,8 @@ def test_chat_prompt(style, messages, prompt):
 
 
 CHAT_BAD = [
-    ('bad role', 'seed', [{'role': 'bot', 'content': 'x'}], r'messages\[0\] must be'),
-    ('no content', 'seed', [{'role': 'user'}], r'messages\[0\] must be'),
+    ('bad role', 'inst_lines', [{'role': 'bot', 'content': 'x'}], r'messages\[0\] must be'),
+    ('no content', 'inst_lines', [{'role': 'user'}], r'messages\[0\] must be'),
     ('two users', 'llama2', [{'role': 'user', 'content': 'a'}, {'role': 'user', 'content': 'b'}], 'two user'),
     ('ends with assistant', 'llama2', [{'role': 'user', 'content': 'a'}, {'role': 'assistant', 'content': 'b'}],
      'last message'),
@@ -547,3 +547,131 @@ def test_auth_matches_broken_file():
 ])
 def test_poll_host(bind, host):
     assert _cog.poll_host(bind) == host
+
+
+# ---------------------------------------------------------------- hostile input: whatever docker run refuses
+
+UUID = 'GPU-5a0e2c1d-8b7f-4e3a-9c61-2f4d7b8e9a10'
+# (id, model fields, the message that validate_models gives, or None where Docker takes the value too)
+HOSTILE = [
+    # container names (Docker: [a-zA-Z0-9][a-zA-Z0-9_.-]+, the whole name)
+    ('name trailing newline', {'name': 'llama_tiny\n'}, "models[0].name 'llama_tiny\\n' is not a valid Docker"),
+    ('name leading dash', {'name': '-llama'}, "models[0].name '-llama' is not a valid Docker"),
+    ('name non-ASCII letter', {'name': 'llamé'}, "models[0].name 'llamé' is not a valid Docker"),
+    ('name NUL', {'name': 'a\x00b'}, "models[0].name 'a\\x00b' is not a valid Docker"),
+    ('name slash', {'name': 'a/b'}, "models[0].name 'a/b' is not a valid Docker"),
+    ('name dots only', {'name': '..'}, "models[0].name '..' is not a valid Docker"),
+    ('name dots and dashes', {'name': 'l.la-ma_2'}, None),
+    # image references (distribution/reference)
+    ('image trailing newline', {'image': LLAMA + '\n'}, 'image %r is not an image reference' % (LLAMA + '\n')),
+    ('digest upper-case hex', {'image': 'r8.im/a@sha256:' + 'A' * 64}, 'has a malformed digest'),
+    ('digest 65 hex digits', {'image': 'r8.im/a@sha256:' + 'a' * 65}, 'has a malformed digest'),
+    ('digest NUL', {'image': 'r8.im/a@sha256:' + 'a' * 63 + '\x00'}, 'has a malformed digest'),
+    ('tag non-ASCII', {'image': 'r8.im/a:vé'}, "has a malformed tag 'vé'"),
+    ('tag 129 characters', {'image': 'r8.im/a:' + 'v' * 129}, 'has a malformed tag'),
+    ('tag starts with a dot', {'image': 'r8.im/a:.x'}, "has a malformed tag '.x'"),
+    ('tag 128 characters', {'image': 'r8.im/a:' + 'v' * 128}, None),
+    ('path ends with a dash', {'image': 'r8.im/meta/llama-'}, "invalid repository path component 'llama-'"),
+    ('path two dots', {'image': 'r8.im/a..b'}, "invalid repository path component 'a..b'"),
+    ('path NUL', {'image': 'r8.im/a\x00'}, "invalid repository path component 'a\\x00'"),
+    ('path non-ASCII digit', {'image': 'r8.im/llama٣'}, "invalid repository path component 'llama٣'"),
+    ('registry underscore', {'image': 'my_reg.lan/a'}, "has an invalid registry host 'my_reg.lan'"),
+    ('registry port not a number', {'image': 'reg.lan:50a0/a'}, "has an invalid registry host 'reg.lan:50a0'"),
+    ('registry leading dash', {'image': '-reg.lan/a'}, "has an invalid registry host '-reg.lan'"),
+    ('registry IPv6 with port', {'image': '[::1]:5000/cog-demo@' + DIGEST}, None),
+    ('name of 256 characters', {'image': 'r8.im/' + 'a' * 250}, 'has a name of 256 characters, more than the 255'),
+    # GPUs
+    ('GPU UUID trailing newline', {'gpus': [UUID + '\n']}, None),  # stripped: docker gets the UUID alone
+    ('GPU UUID with a space inside', {'gpus': ['GPU-5a0e 2c1d']}, "has 'GPU-5a0e 2c1d', which is neither"),
+    ('GPU UUID with a comma', {'gpus': 'GPU-5a0e,x'}, "has 'x', which is neither"),
+    ('GPU UUID non-ASCII', {'gpus': ['GPU-5a0é']}, "has 'GPU-5a0é', which is neither"),
+    # shm size (docker run --shm-size)
+    ('shm trailing newline', {'shm_size': '6g\n'}, "shm_size '6g\\n' is not a size such as 6g or 512m"),
+    ('shm with a space', {'shm_size': '6 g'}, "shm_size '6 g' is not a size"),
+    ('shm decimal', {'shm_size': '1.5g'}, "shm_size '1.5g' is not a size"),
+    ('shm non-ASCII digit', {'shm_size': '６g'}, "shm_size '６g' is not a size"),
+    ('shm negative', {'shm_size': '-1g'}, "shm_size '-1g' is not a size"),
+    ('shm zero', {'shm_size': '0'}, "shm_size '0' is 0, which Docker reads as its default of 64m"),
+    ('shm too large', {'shm_size': '9' * 20 + 'g'}, 'is larger than Docker can take (8 EiB)'),
+    ('shm 512m', {'shm_size': '512m'}, None),
+    ('shm bytes', {'shm_size': '67108864'}, None),
+    # bind address (docker run --publish ADDRESS:port:5000 takes an IP literal only)
+    ('bind localhost', {'bind_address': 'localhost'}, "bind_address 'localhost' is not an IP address: Docker "
+                                                      'publishes a port on an IP address only'),
+    ('bind host name', {'bind_address': 'gpu-box.lan'}, "bind_address 'gpu-box.lan' is not an IP address"),
+    ('bind trailing newline', {'bind_address': '127.0.0.1\n'}, "bind_address '127.0.0.1\\n' is not an IP address"),
+    ('bind with a port', {'bind_address': '127.0.0.1:5000'}, "bind_address '127.0.0.1:5000' is not an IP address"),
+    ('bind IPv6 in brackets', {'bind_address': '[::1]'}, "bind_address '[::1]' is not an IP address"),
+    ('bind leading zeros', {'bind_address': '127.000.000.001'}, 'is not an IP address'),
+    ('bind empty', {'bind_address': ''}, "bind_address '' is not an IP address"),
+    ('bind IPv6 zone', {'bind_address': 'fe80::1%eth0'}, "bind_address 'fe80::1%eth0' has a zone (%eth0)"),
+    ('bind IPv6 loopback', {'bind_address': '::1'}, None),
+    ('bind every IPv6 interface', {'bind_address': '::'}, None),
+    ('bind a LAN address', {'bind_address': '192.168.0.16'}, None),
+    # environment
+    ('env name trailing newline', {'env': {'HF_HOME\n': '/data'}}, "env has an invalid variable name 'HF_HOME\\n'"),
+    ('env name empty', {'env': {'': 'x'}}, "env has an invalid variable name ''"),
+    ('env name NUL', {'env': {'A\x00': 'x'}}, "env has an invalid variable name 'A\\x00'"),
+    ('env name with =', {'env': {'A=B': 'x'}}, "env has an invalid variable name 'A=B'"),
+    ('env value NUL', {'env': {'A': 'x\x00y'}}, 'env A has a NUL character in its value'),
+    ('env name with a dash', {'env': {'my-var': 'x'}}, None),
+    ('env value with a newline', {'env': {'A': 'line1\nline2'}}, None),
+    # numbers
+    ('readiness 0', {'readiness_timeout': 0}, 'readiness_timeout 0 must be a positive number of seconds, at most '
+                                              '86400 (a day): how long to wait for READY after a start'),
+    ('readiness negative', {'readiness_timeout': -5}, 'readiness_timeout -5 must be a positive number'),
+    ('readiness over a day', {'readiness_timeout': 86401}, 'readiness_timeout 86401 must be a positive number'),
+    ('readiness a day', {'readiness_timeout': 86400}, None),
+    ('port 0', {'port': 0}, 'port 0 is outside 1-65535'),
+    ('port negative', {'port': -1}, 'port -1 is outside 1-65535'),
+]
+
+
+@pytest.mark.parametrize('fields, message', [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
+def test_validate_models_refuses_what_docker_refuses(fields, message):
+    errors = _cog.validate_models([model(**fields)])
+    if message is None:
+        assert errors == []
+    else:
+        assert len(errors) == 1, errors
+        assert message in errors[0]
+
+
+@pytest.mark.parametrize('value, error', [
+    ('0.0.0.0', None), ('127.0.0.1', None), ('::', None), ('::ffff:127.0.0.1', None),
+    ('localhost', 'is not an IP address'), (None, 'is not an IP address'), (3232235521, None)])
+def test_bind_address_error(value, error):
+    # An int is an address to the ipaddress module: the module's argument spec makes every value a str first.
+    got = _cog.bind_address_error(value)
+    assert (got is None) if error is None else (error in got)
+
+
+REGISTRY_AUTHS = [
+    ('valid', {'registry': 'r8.im', 'username': 'lab', 'password': 'S3cr-et'}, []),
+    ('registry with port', {'registry': '127.0.0.1:5000', 'username': 'lab', 'password': 'S3cr-et'}, []),
+    ('registry with scheme', {'registry': 'https://r8.im', 'username': 'lab', 'password': 'S3cr-et'},
+     ["registry_auths[0].registry 'https://r8.im' is not a registry host such as r8.im or 127.0.0.1:5000"]),
+    ('registry trailing newline', {'registry': 'r8.im\n', 'username': 'lab', 'password': 'S3cr-et'},
+     ["registry_auths[0].registry 'r8.im\\n' is not a registry host"]),
+    ('username with a colon', {'registry': 'r8.im', 'username': 'la:b', 'password': 'S3cr-et'},
+     ["registry_auths[0].username 'la:b' is not a user name that docker login takes"]),
+    ('username trailing newline', {'registry': 'r8.im', 'username': 'lab\n', 'password': 'S3cr-et'},
+     ["registry_auths[0].username 'lab\\n' is not a user name"]),
+    ('username empty', {'registry': 'r8.im', 'username': '', 'password': 'S3cr-et'},
+     ["registry_auths[0].username '' is not a user name"]),
+    ('password empty', {'registry': 'r8.im', 'username': 'lab', 'password': ''}, ['registry_auths[0].password is empty']),
+]
+
+
+@pytest.mark.parametrize('auth, messages', [c[1:] for c in REGISTRY_AUTHS], ids=[c[0] for c in REGISTRY_AUTHS])
+def test_registry_auth_errors(auth, messages):
+    errors = _cog.registry_auth_errors([auth])
+    assert len(errors) == len(messages), errors
+    for error, message in zip(errors, messages):
+        assert error.startswith(message)
+        assert 'S3cr-et' not in error
+
+
+def test_chat_prompt_refuses_an_unknown_format():
+    with pytest.raises(ValueError, match="chat format 'seed' is not one of inst_lines, llama2"):
+        _cog.chat_prompt([{'role': 'user', 'content': 'Hi'}], 'seed')

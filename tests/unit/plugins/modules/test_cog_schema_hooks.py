@@ -95,11 +95,18 @@ def test_predict_coerces_strings(capsys, cog, check_mode):
                               'input': {'prompt': 'hi', 'n': '12', 'temperature': '0.5', 'stream': 'yes'}},
                      check_mode)
     sent = {'prompt': 'hi', 'n': 12, 'temperature': 0.5, 'stream': True}
-    assert CogStandIn.seen == [('GET', '/openapi.json', None), ('POST', '/predictions', {'input': sent})]
     assert result['input'] == sent
     assert result['schema'] == {'mode': 'coerce', 'available': True, 'note': None,
                                 'converted': ['n: "12" -> 12', 'temperature: "0.5" -> 0.5', 'stream: "yes" -> true']}
-    assert result['status'] == 'succeeded' and result['changed'] is False
+    assert result['changed'] is False
+    if check_mode:
+        # The schema is read (a read changes nothing); the prediction is only described.
+        assert CogStandIn.seen == [('GET', '/openapi.json', None)]
+        assert result['request']['input'] == sent and result['request']['sent'] is False
+        assert result['status'] is None
+    else:
+        assert CogStandIn.seen == [('GET', '/openapi.json', None), ('POST', '/predictions', {'input': sent})]
+        assert result['status'] == 'succeeded'
 
 
 def test_predict_prompt_from_messages_is_checked_too(capsys, cog):

@@ -14,6 +14,7 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.homelab.gpu.plugins.module_utils import _common
 from ansible_collections.homelab.gpu.plugins.module_utils._common import CommandResult
 from ansible_collections.homelab.gpu.plugins.modules import nvidia_smi_info
 
@@ -207,11 +208,12 @@ def test_notice_becomes_warning(capsys, host, monkeypatch):
     assert 'notices' not in result
 
 
-@pytest.mark.parametrize('timeout', [0, -1])
+@pytest.mark.parametrize('timeout', [0, -1, 3601])
 def test_bad_timeout(capsys, host, timeout):
     result = run_module(capsys, {'timeout': timeout})
     assert result['failed'] is True
-    assert result['msg'] == 'timeout must be a positive number of seconds, got %s' % timeout
+    assert result['msg'] == ('timeout must be a positive number of seconds, got %s: how long nvidia-smi may take '
+                             'before it is stopped, at most an hour (1 to 3600)' % timeout)
     assert host.calls == []
 
 
@@ -224,4 +226,59 @@ def test_real_hang_is_cut_off(capsys, tmp_path):
     result = run_module(capsys, {'nvidia_smi_path': str(binary), 'timeout': 1})
     assert result['state'] == 'error'
     assert result['nvidia_smi_rc'] == 124
+    assert result['message'].startswith('nvidia-smi timed out after 1 s')
+
+
+def stand_in(tmp_path, stdout_bytes, script_body=None):
+    """A stand-in nvidia-smi (no NVIDIA binary here): a script that prints the given bytes as they are."""
+    data = tmp_path / 'nvidia-smi.out'
+    data.write_bytes(stdout_bytes)
+    binary = tmp_path / 'nvidia-smi'
+    binary.write_text(script_body or '#!/bin/sh\nexec cat %s\n' % data)
+    binary.chmod(0o755)
+    return str(binary)
+
+
+BUSY = 'h200x2-580.159.04-busy.xml'
+# Bytes that are not UTF-8 (Latin-1 e-acute, a lone continuation byte, a cut-off sequence) and XML 1.0 controls.
+BAD_NAMES = [
+    ('latin-1 byte', b'python3-caf\xe9', 'python3-caf\ufffd'),
+    ('lone continuation byte', b'\x80python3', '\ufffdpython3'),
+    ('cut-off sequence', b'python3\xe2\x82', 'python3\ufffd'),
+    ('0xff', b'\xffpy', '\ufffdpy'),
+    ('control character', b'py\x01thon', 'py\ufffdthon'),
+]
+
+
+@pytest.mark.parametrize('name, seen', [c[1:] for c in BAD_NAMES], ids=[c[0] for c in BAD_NAMES])
+def test_a_bad_byte_in_a_process_name_keeps_the_state_ok(capsys, tmp_path, name, seen):
+    """No patching of run_command: a real capture, one process name changed, printed by a stand-in binary."""
+    capture = (FIXTURES / BUSY).read_bytes()
+    assert capture.count(b'<process_name>python3</process_name>') == 2
+    mutated = capture.replace(b'<process_name>python3</process_name>', b'<process_name>%s</process_name>' % name, 1)
+    result = run_module(capsys, {'nvidia_smi_path': stand_in(tmp_path, mutated), 'require': True})
+    assert 'failed' not in result
+    assert result['state'] == 'ok'
+    assert result['gpu_count'] == 2
+    assert [p['name'] for g in result['gpus'] for p in g['processes']] == [seen, 'python3']
+
+
+def test_a_bad_byte_in_a_failure_message_is_still_classified(capsys, tmp_path):
+    text = fixture('handmade-driver-library-mismatch.stdout.txt').encode() + b'\xfe\n'
+    binary = stand_in(tmp_path, text, '#!/bin/sh\ncat %s\nexit 18\n' % (tmp_path / 'nvidia-smi.out'))
+    result = run_module(capsys, {'nvidia_smi_path': binary})
+    assert result['state'] == 'driver_library_mismatch'
+    assert result['nvidia_smi_rc'] == 18
+
+
+@pytest.mark.skipif(shutil.which('timeout') is None, reason='needs coreutils timeout')
+def test_a_hang_that_ignores_sigterm_is_a_time_out(capsys, tmp_path, monkeypatch):
+    """A stand-in nvidia-smi that ignores SIGTERM is killed, and that is reported as a time-out, not as rc -9."""
+    monkeypatch.setattr(_common, 'KILL_AFTER', 1)
+    binary = tmp_path / 'nvidia-smi'
+    binary.write_text("#!/bin/sh\ntrap '' TERM\nsleep 30\n")
+    binary.chmod(0o755)
+    result = run_module(capsys, {'nvidia_smi_path': str(binary), 'timeout': 1})
+    assert result['state'] == 'error'
+    assert result['nvidia_smi_rc'] in (-9, 137)
     assert result['message'].startswith('nvidia-smi timed out after 1 s')
