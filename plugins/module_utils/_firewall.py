@@ -131,18 +131,11 @@ def wanted(models, default_networks, default_bind_address='0.0.0.0') -> list:
     ports = {}
     for index, model in enumerate(models):
         name = model.get('name')
-        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise FirewallError('models[%d].name %r is not a Docker container name' % (index, name))
         label = 'models[%d] (%s)' % (index, name)
         state = model.get('state') or 'started'
         port = model.get('port')
         if state == 'absent' or (port is None and state == 'stopped'):
             continue
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise FirewallError('%s.port %r is not a TCP port (1-65535)' % (label, port))
-        if port in ports:
-            raise FirewallError('%s.port %d is already used by %s' % (label, port, ports[port]))
-        ports[port] = label
         own = model.get('allowed_networks')
         if own is None:
             where, networks = 'allowed_networks', default_networks or []
@@ -150,7 +143,15 @@ def wanted(models, default_networks, default_bind_address='0.0.0.0') -> list:
             where, networks = '%s.allowed_networks' % label, own
         nets = sorted(set(parse_network(net, '%s[%d]' % (where, i)) for i, net in enumerate(networks)))
         if not nets:
+            # An open model gets no rule: its name and port are cog_model's pre-flight's to judge.
             continue
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            raise FirewallError('models[%d].name %r is not a Docker container name' % (index, name))
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise FirewallError('%s.port %r is not a TCP port (1-65535)' % (label, port))
+        if port in ports:
+            raise FirewallError('%s.port %d is already used by %s' % (label, port, ports[port]))
+        ports[port] = label
         bind = model.get('bind_address') or default_bind_address or '0.0.0.0'
         if ':' in bind:
             raise FirewallError(
