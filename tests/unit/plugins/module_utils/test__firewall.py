@@ -284,6 +284,6 @@ def test_an_open_model_is_left_to_cog_models_pre_flight():
     """The firewall runs before the deploy: a bad name or port of a model it does not restrict is not its to refuse
     (cog_model's pre-flight says it in its own words)."""
     models = [{'name': 'demo b!', 'port': 5000}, {'name': 'ok', 'port': 0}]
-    assert _firewall.wanted(models, []) == []
-    with pytest.raises(_firewall.FirewallError, match=r"models\[0\]\.name 'demo b!' is not a Docker container name"):
-        _firewall.wanted(models, ['192.168.1.0/24'])
+    assert fw.wanted(models, []) == []
+    with pytest.raises(fw.FirewallError, match=r"models\[0\]\.name 'demo b!' is not a Docker container name"):
+        fw.wanted(models, ['192.168.1.0/24'])
