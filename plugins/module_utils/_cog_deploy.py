@@ -331,7 +331,7 @@ class CogModels:
         if not docker:
             self.fail('The docker CLI was not found on PATH; install Docker first (homelab.gpu.docker role)')
         self.docker = DockerCLI(self.module, docker, run_command, dry_run=self.module.check_mode)
-        self.api = CogAPI(self.docker, self.params, sleep=lambda seconds: time.sleep(seconds))
+        self.api = CogAPI(self.docker, self.params, sleep=time.sleep)
         try:
             self.containers = self.docker.containers()
         except DeployFailed as exc:

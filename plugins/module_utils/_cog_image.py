@@ -16,8 +16,8 @@ _DIGEST_RE = re.compile(r'sha256:[0-9a-f]{64}')
 # distribution/reference: a path component, a registry host (name or [IPv6], optional port) and a tag.
 _REPO_COMPONENT_RE = re.compile(r'[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*')
 DOMAIN_RE = re.compile(r'(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])'
-                        r'(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*'
-                        r'|\[[a-fA-F0-9:]+\])(?::[0-9]+)?')
+                       r'(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*'
+                       r'|\[[a-fA-F0-9:]+\])(?::[0-9]+)?')
 _TAG_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}')
 # Longest image name (registry and path) that Docker takes (distribution/reference: NameTotalLengthMax).
 _NAME_MAX = 255

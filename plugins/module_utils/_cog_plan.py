@@ -125,7 +125,7 @@ def gpu_request(models, sets, gpus, requests, params, found):
             matched, dummy = _cog.resolve_gpus(requests[model['name']], gpus)
             try:
                 names[model['name']] = _cdi.cdi_device_names(requests[model['name']], matched,
-                                                            found['devices']['devices'])
+                                                             found['devices']['devices'])
             except ValueError as exc:
                 errors.append('models[%d] (%s): %s' % (i, model['name'], exc))
     return request, names, errors
