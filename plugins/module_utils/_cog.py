@@ -1,23 +1,23 @@
 # -*- coding: utf-8 -*-
 # Copyright: homelab.gpu contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Plain functions behind the cog_model and cog_predict modules. Private to this collection: no API promise.
+"""A model of cog_model: what may be asked for and what its container is. Private to this collection.
 
-Everything here takes text or data and returns data, so that it can be tested without Docker, a GPU or a
-cog server: model validation, image references, GPU requests and VRAM admission, the docker run argv and
-its config hash, parsing of ``docker inspect`` and ``/proc/net/tcp``, cog health-check and
-prediction bodies, and the Llama-2 chat prompt.
+Plain functions over data, tested without Docker, a GPU or a cog server: validation of the model list and the
+module options, GPU requests and VRAM admission, the ``docker run`` argv of a model and its config hash. The
+neighbours: ``_cog_image`` (image references, registry credentials), ``_cog_inspect`` (what Docker reports),
+``_cog_api`` (cog's HTTP answers), ``_cog_chat`` (the Llama-2 prompt), ``_cog_plan`` (the plan of a run).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import ipaddress
 import json
 import re
 
 from ansible_collections.homelab.gpu.plugins.module_utils._common import range_error
+from ansible_collections.homelab.gpu.plugins.module_utils._cog_image import DOMAIN_RE, parse_image
 
 MANAGED_LABEL = 'homelab.gpu.managed'
 HASH_LABEL = 'homelab.gpu.config-hash'
@@ -34,15 +34,6 @@ RECIPE_VERSION = 1
 # through, and spells its classes out in ASCII, as Go's regexp (which Docker uses) reads \w and \d.
 # Docker's own rule for container names (daemon/names: RestrictedNameChars).
 _NAME_RE = re.compile(r'[a-zA-Z0-9][a-zA-Z0-9_.-]+')
-_DIGEST_RE = re.compile(r'sha256:[0-9a-f]{64}')
-# distribution/reference: a path component, a registry host (name or [IPv6], optional port) and a tag.
-_REPO_COMPONENT_RE = re.compile(r'[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*')
-_DOMAIN_RE = re.compile(r'(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])'
-                        r'(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*'
-                        r'|\[[a-fA-F0-9:]+\])(?::[0-9]+)?')
-_TAG_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}')
-# Longest image name (registry and path) that Docker takes (distribution/reference: NameTotalLengthMax).
-_NAME_MAX = 255
 _UUID_RE = re.compile(r'(GPU|MIG)-[0-9a-fA-F-]+')
 # docker run --shm-size: a whole number of bytes, or of k, m or g.
 _SHM_RE = re.compile(r'([0-9]+)([bkmgBKMG]?)')
@@ -53,63 +44,6 @@ _ENV_KEY_RE = re.compile(r'[^=\s\x00]+')
 _USERNAME_RE = re.compile(r'[^:\s\x00-\x1f\x7f]+')
 # Longest readiness wait that pre-flight takes, in seconds: a day.
 READINESS_TIMEOUT_MAX = 86400
-_CONTAINER_ID_RE = re.compile(r'([0-9a-f]{64})')
-
-# cog health-check states (coglet): only READY serves; BUSY also means "set up and serving".
-HEALTH_READY = 'READY'
-HEALTH_BUSY = 'BUSY'
-HEALTH_STARTING = 'STARTING'
-HEALTH_FATAL = ('SETUP_FAILED', 'DEFUNCT')
-
-STATES = ('started', 'stopped', 'absent')
-
-
-# ---------------------------------------------------------------- image references
-
-def parse_image(ref):
-    """Split an image reference into ``{'name', 'tag', 'digest'}``; raise ValueError when it is not one.
-
-    ``name`` keeps the registry (``r8.im/meta/llama-2-7b-chat``). ``tag`` is None when only a digest is given;
-    neither given means Docker's implicit ``latest`` and comes back as tag ``latest``. Refuses what
-    ``docker pull`` would refuse, and digests other than sha256.
-    """
-    if not isinstance(ref, str) or not ref or any(c.isspace() for c in ref):
-        raise ValueError('is not an image reference')
-    rest, digest = ref, None
-    if '@' in ref:
-        rest, digest = ref.split('@', 1)
-        if not _DIGEST_RE.fullmatch(digest):
-            raise ValueError('has a malformed digest %r (want sha256: and 64 hex digits)' % digest)
-    tag = None
-    last = rest.rsplit('/', 1)[-1]
-    if ':' in last:
-        rest, tag = rest.rsplit(':', 1)
-        if not _TAG_RE.fullmatch(tag):
-            raise ValueError('has a malformed tag %r (letters, digits, _ . -, not starting with . or -; at most '
-                             '128)' % tag)
-    parts = rest.split('/')
-    if not rest or any(not p for p in parts):
-        raise ValueError('has an empty name')
-    if len(rest) > _NAME_MAX:
-        raise ValueError('has a name of %d characters, more than the %d that Docker takes' % (len(rest), _NAME_MAX))
-    first = parts[0]
-    has_registry = len(parts) > 1 and ('.' in first or ':' in first or first == 'localhost')
-    if has_registry and not _DOMAIN_RE.fullmatch(first):
-        raise ValueError('has an invalid registry host %r (a host name or IP address, optional :port)' % first)
-    for part in parts[1:] if has_registry else parts:
-        if not _REPO_COMPONENT_RE.fullmatch(part):
-            raise ValueError('has an invalid repository path component %r (lowercase letters, digits, . _ -)' % part)
-    if digest is None and tag is None:
-        tag = 'latest'
-    return {'name': rest, 'tag': tag, 'digest': digest}
-
-
-def registry_of(image_name):
-    """Registry host of an image name as docker login names it (Docker Hub: ``docker.io``)."""
-    first = image_name.split('/', 1)[0]
-    if '/' in image_name and ('.' in first or ':' in first or first == 'localhost'):
-        return first
-    return 'docker.io'
 
 
 # ---------------------------------------------------------------- GPU requests
@@ -223,7 +157,7 @@ def registry_auth_errors(auths):
     for i, auth in enumerate(auths or []):
         where = 'registry_auths[%d]' % i
         registry, username = auth.get('registry'), auth.get('username')
-        if not isinstance(registry, str) or not _DOMAIN_RE.fullmatch(registry):
+        if not isinstance(registry, str) or not DOMAIN_RE.fullmatch(registry):
             errors.append('%s.registry %r is not a registry host such as r8.im or 127.0.0.1:5000 (no scheme, no '
                           'path)' % (where, registry))
         if not isinstance(username, str) or not _USERNAME_RE.fullmatch(username):
@@ -425,74 +359,6 @@ def run_argv(docker, name, spec, chash, gpu_uuids):
     return argv
 
 
-# ---------------------------------------------------------------- docker inspect
-
-def summarize_container(data):
-    """The parts of one ``docker container inspect`` entry that the module uses."""
-    config = data.get('Config') or {}
-    state = data.get('State') or {}
-    labels = config.get('Labels') or {}
-    host = data.get('HostConfig') or {}
-    bindings = []
-    for key in sorted(host.get('PortBindings') or {}):
-        for binding in (host['PortBindings'][key] or []):
-            if str(binding.get('HostPort') or '').isdigit():
-                bindings.append((binding.get('HostIp') or '', int(binding['HostPort'])))
-    return {
-        'id': data.get('Id'),
-        'name': (data.get('Name') or '').lstrip('/'),
-        'image': config.get('Image'),
-        'image_id': data.get('Image'),
-        'status': state.get('Status'),
-        'running': bool(state.get('Running')),
-        'exit_code': state.get('ExitCode'),
-        'restart_count': data.get('RestartCount') or 0,
-        'pid': state.get('Pid') or 0,
-        'started_at': state.get('StartedAt') if state.get('Running') else None,
-        'managed': labels.get(MANAGED_LABEL) == 'true',
-        'config_hash': labels.get(HASH_LABEL),
-        'gpu_uuids': [u for u in (labels.get(GPUS_LABEL) or '').split(',') if u],
-        'host_ports': sorted(set(binding[1] for binding in bindings)),
-        'bindings': bindings,
-        'privileged': bool(host.get('Privileged')),
-    }
-
-
-def poll_host(bind_address):
-    """Where to reach a port published on ``bind_address`` from the host itself."""
-    if bind_address in ('0.0.0.0', '', None):
-        return '127.0.0.1'
-    if bind_address == '::':
-        return '[::1]'
-    return '[%s]' % bind_address if ':' in bind_address else bind_address
-
-
-def parse_inspect(text):
-    """Parse the JSON array that ``docker container inspect`` prints into ``{name: summary}``."""
-    text = (text or '').strip()
-    if not text:
-        return {}
-    out = {}
-    for entry in json.loads(text):
-        summary = summarize_container(entry)
-        out[summary['name']] = summary
-    return out
-
-
-def parse_listening_ports(text):
-    """Ports in LISTEN state in a ``/proc/net/tcp`` or ``/proc/net/tcp6`` table."""
-    ports = set()
-    for line in (text or '').splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 4 or fields[3] != '0A':
-            continue
-        try:
-            ports.add(int(fields[1].rsplit(':', 1)[1], 16))
-        except (IndexError, ValueError):
-            continue
-    return ports
-
-
 # ---------------------------------------------------------------- VRAM admission
 
 def admission(gpus, demands, releases):
@@ -538,154 +404,3 @@ def admission(gpus, demands, releases):
                           % (describe_gpu(gpu), free, gpu.get('memory_total_mib'), own, need,
                              ', '.join('%s (%d MiB)' % (n, mib) for n, mib in wanted)))
     return report, errors
-
-
-# ---------------------------------------------------------------- cog HTTP
-
-def parse_health(body):
-    """Read a cog ``/health-check`` body into ``{'status', 'setup_status', 'setup_logs'}``.
-
-    Old cog (Python server) and coglet both answer 200 with a JSON body; anything else comes back as status
-    ``UNKNOWN`` with the body in ``setup_logs``.
-    """
-    try:
-        data = json.loads(body)
-    except (TypeError, ValueError):
-        data = None
-    if not isinstance(data, dict):
-        return {'status': 'UNKNOWN', 'setup_status': None, 'setup_logs': str(body or '')[-2000:],
-                'setup_completed_at': None}
-    setup = data.get('setup') or {}
-    return {'status': str(data.get('status') or 'UNKNOWN').upper(),
-            'setup_status': setup.get('status'),
-            'setup_logs': setup.get('logs') or '',
-            'setup_completed_at': setup.get('completed_at')}
-
-
-def is_ready(health):
-    return health['status'] in (HEALTH_READY, HEALTH_BUSY)
-
-
-def parse_timestamp(text):
-    """Seconds since the epoch of an RFC 3339 time as coglet writes it (nanoseconds, offset); None if not one."""
-    match = re.match(r'^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$', text or '')
-    if not match:
-        return None
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    fraction = float('0.' + match.group(7)) if match.group(7) else 0.0
-    offset = 0
-    if match.group(8) != 'Z':
-        sign = -1 if match.group(8)[0] == '-' else 1
-        offset = sign * (int(match.group(8)[1:3]) * 3600 + int(match.group(8)[4:6]) * 60)
-    # Days from 1970-01-01 to the date (proleptic Gregorian), without time zone tables.
-    y, m = (year - 1, month + 12) if month <= 2 else (year, month)
-    days = 365 * y + y // 4 - y // 100 + y // 400 + (153 * (m - 3) + 2) // 5 + day - 719469
-    return days * 86400 + hour * 3600 + minute * 60 + second + fraction - offset
-
-
-def tail(text, lines):
-    parts = (text or '').rstrip('\n').splitlines()
-    return '\n'.join(parts[-lines:]) if lines > 0 else ''
-
-
-def prediction_outcome(code, body):
-    """Judge one POST /predictions answer; return ``(result dict, error message or None)``."""
-    try:
-        data = json.loads(body) if body else {}
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        error = 'HTTP %s with a body that is not a JSON object: %s' % (code, str(body)[:500])
-        return {'status': None, 'http_status': code}, error
-    result = {'id': data.get('id'), 'status': data.get('status'), 'output': data.get('output'),
-              'error': data.get('error'), 'logs': data.get('logs'), 'metrics': data.get('metrics') or {},
-              'http_status': code}
-    if code == 409:
-        return result, 'the model is busy (HTTP 409: %s); it runs one prediction at a time, retry later' % (
-            data.get('error') or 'at capacity')
-    if code == 503:
-        return result, 'the model is not ready (HTTP 503: %s)' % (data.get('error') or data.get('detail') or body)
-    if code == 422:
-        return result, 'the model rejected the input (HTTP 422: %s)' % (data.get('detail') or data.get('error')
-                                                                        or body)
-    if code != 200:
-        return result, 'HTTP %s: %s' % (code, data.get('error') or data.get('detail') or str(body)[:500])
-    if data.get('status') != 'succeeded':
-        return result, 'prediction %s ended with status %s: %s' % (data.get('id'), data.get('status'),
-                                                                   data.get('error') or 'no error given')
-    return result, None
-
-
-def output_text(output):
-    """The output as one string, the way a Python client of a chat model joins a token list."""
-    if output is None:
-        return None
-    if isinstance(output, list) and all(isinstance(o, str) for o in output):
-        return ''.join(output).strip()
-    if isinstance(output, str):
-        return output.strip()
-    return json.dumps(output, sort_keys=True)
-
-
-# ---------------------------------------------------------------- Llama-2 chat prompt
-
-def chat_prompt(messages, style='inst_lines'):
-    """Turn ``[{role, content}]`` into one prompt string for a Llama-2 chat model.
-
-    ``inst_lines``: each user turn as ``[INST]content[/INST]``, other turns as they are, one per line, as a
-    hand-written llama client sends them. ``llama2``: Meta's reference format, a system message folded into the
-    first user turn between ``<<SYS>>`` markers and each exchange as ``<s>[INST] user [/INST] answer </s>``.
-    """
-    if style not in ('inst_lines', 'llama2'):
-        raise ValueError('chat format %r is not one of inst_lines, llama2' % (style,))
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or msg.get('role') not in ('system', 'user', 'assistant') \
-                or not isinstance(msg.get('content'), str):
-            raise ValueError('messages[%d] must be {role: system|user|assistant, content: text}, got %r' % (i, msg))
-    if style == 'inst_lines':
-        return '\n'.join('[INST]%s[/INST]' % m['content'] if m['role'] == 'user' else m['content']
-                         for m in messages)
-    system = None
-    turns = list(messages)
-    if turns and turns[0]['role'] == 'system':
-        system = turns.pop(0)['content']
-    out = []
-    pending_user = None
-    for i, msg in enumerate(turns):
-        if msg['role'] == 'system':
-            raise ValueError('messages: a system message is only allowed first (llama2 format)')
-        if msg['role'] == 'user':
-            if pending_user is not None:
-                raise ValueError('messages: two user messages in a row (llama2 format alternates user/assistant)')
-            pending_user = msg['content'].strip()
-            if system is not None and not out:
-                pending_user = '<<SYS>>\n%s\n<</SYS>>\n\n%s' % (system.strip(), pending_user)
-        else:
-            if pending_user is None:
-                raise ValueError('messages: an assistant message must follow a user message (llama2 format)')
-            out.append('<s>[INST] %s [/INST] %s </s>' % (pending_user, msg['content'].strip()))
-            pending_user = None
-    if pending_user is None:
-        raise ValueError('messages: the last message must come from the user')
-    out.append('<s>[INST] %s [/INST]' % pending_user)
-    return ''.join(out)
-
-
-# ---------------------------------------------------------------- registry credentials
-
-def auth_matches(config_text, registry, username, password):
-    """Whether a docker ``config.json`` already holds exactly these credentials for ``registry``."""
-    try:
-        data = json.loads(config_text or '{}')
-    except ValueError:
-        return False
-    want = base64.b64encode(('%s:%s' % (username, password)).encode('utf-8')).decode('ascii')
-    auths = (data or {}).get('auths') or {}
-    keys = [registry]
-    if registry in ('docker.io', 'index.docker.io', 'registry-1.docker.io'):
-        keys.append('https://index.docker.io/v1/')
-    for key in keys:
-        entry = auths.get(key) or auths.get('https://' + key) or {}
-        if entry.get('auth') == want:
-            return True
-    return False

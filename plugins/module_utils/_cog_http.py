@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ansible.module_utils.urls import basic_auth_header, open_url
 
-from ansible_collections.homelab.gpu.plugins.module_utils import _cog
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_api
 
 # What a URL shows in place of its user name and password.
 MASK = '********'
@@ -172,7 +172,7 @@ def health(base_url, timeout=2.0, validate_certs=True):
     code, body, error = _request(base_url.rstrip('/') + '/health-check', timeout, validate_certs=validate_certs)
     if error is not None:
         return None, error
-    parsed = _cog.parse_health(body)
+    parsed = _cog_api.parse_health(body)
     if code != 200 and parsed['status'] == 'UNKNOWN':
         return None, 'HTTP %s from /health-check: %s' % (code, body[:300])
     return parsed, None
@@ -191,4 +191,4 @@ def predict(base_url, inputs, timeout, validate_certs=True, username=None, passw
     if error is not None:
         return {'status': None, 'http_status': None}, 'no answer from %s/predictions: %s' % (
             base_url.rstrip('/'), error)
-    return _cog.prediction_outcome(code, body)
+    return _cog_api.prediction_outcome(code, body)

@@ -40,6 +40,7 @@ from urllib.parse import urlencode, urljoin
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_image
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
 
 CONFIG_LABEL = 'run.cog.config'
@@ -87,9 +88,9 @@ def location(image):
     Docker Hub names go to ``registry-1.docker.io`` with ``library/`` for official images. A loopback
     registry is reached over plain HTTP, as Docker itself does.
     """
-    parts = _cog.parse_image(image)
+    parts = _cog_image.parse_image(image)
     name = parts['name']
-    registry = _cog.registry_of(name)
+    registry = _cog_image.registry_of(name)
     repository = name[len(registry) + 1:] if name.startswith(registry + '/') else name
     if registry == 'docker.io':
         registry = 'registry-1.docker.io'

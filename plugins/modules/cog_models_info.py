@@ -263,6 +263,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _cdi
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_api
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_inspect
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
@@ -290,12 +292,12 @@ class CogModelsInfo:
         inspect = run_command(self.module, [docker, 'container', 'inspect'] + ids, timeout=60)
         if inspect.rc != 0:
             return None, 'docker container inspect failed (rc=%s): %s' % (inspect.rc, inspect.stderr.strip())
-        return _cog.parse_inspect(inspect.stdout), None
+        return _cog_inspect.parse_inspect(inspect.stdout), None
 
     def describe(self, summary, now):
         image = summary['image'] or ''
         bind, port = (summary['bindings'][0] if summary['bindings'] else (None, None))
-        started = _cog.parse_timestamp(summary.get('started_at'))
+        started = _cog_api.parse_timestamp(summary.get('started_at'))
         model = {
             'name': summary['name'],
             'state': summary['status'],
@@ -314,17 +316,17 @@ class CogModelsInfo:
             'gpu_memory_mib': 0,
         }
         if summary['running'] and port:
-            url = 'http://%s:%d' % (_cog.poll_host(bind), port)
+            url = 'http://%s:%d' % (_cog_inspect.poll_host(bind), port)
             health, error = _cog_http.health(url, timeout=self.params['health_timeout'])
             if health is None:
                 model.update(health='UNREACHABLE', health_error=error)
             else:
                 model['health'] = health['status']
-                if not _cog.is_ready(health):
-                    model['setup_logs_tail'] = _cog.tail(health['setup_logs'], 20)
+                if not _cog_api.is_ready(health):
+                    model['setup_logs_tail'] = _cog_api.tail(health['setup_logs'], 20)
         # schema hook (homelab.gpu _cog_schema): the inputs of a model that serves.
         model['inputs'], model['inputs_note'] = None, None
-        if model['health'] in (_cog.HEALTH_READY, _cog.HEALTH_BUSY):
+        if model['health'] in (_cog_api.HEALTH_READY, _cog_api.HEALTH_BUSY):
             model['inputs'], model['inputs_note'] = _cog_schema.inputs_of(url, self.params['health_timeout'])
         return model
 

@@ -241,7 +241,8 @@ prompt:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.gpu.plugins.module_utils import _cog
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_api
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_chat
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
 from ansible_collections.homelab.gpu.plugins.module_utils._common import range_error
@@ -272,7 +273,7 @@ class CogPredict:
                                       version='1.0.0', collection_name='homelab.gpu')
                 style = _CHAT_FORMAT_ALIASES[style]
             try:
-                prompt = _cog.chat_prompt(self.params['messages'], style)
+                prompt = _cog_chat.chat_prompt(self.params['messages'], style)
             except ValueError as exc:
                 self.module.fail_json(msg=str(exc))
             inputs[self.params['prompt_key']] = prompt
@@ -300,7 +301,7 @@ class CogPredict:
                                           validate_certs=self.params['validate_certs'],
                                           username=self.target['username'], password=self.target['password'])
         out.update(status=result.get('status'), output=result.get('output'),
-                   output_text=_cog.output_text(result.get('output')), metrics=result.get('metrics') or {},
+                   output_text=_cog_api.output_text(result.get('output')), metrics=result.get('metrics') or {},
                    id=result.get('id'), logs=result.get('logs'), http_status=result.get('http_status'))
         if error:
             error = error.replace(self.target['url'], self.target['display'])

@@ -11,6 +11,10 @@ import os
 import pytest
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_api
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_chat
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_image
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_inspect
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'nvidia-smi')
@@ -44,7 +48,7 @@ PARSE_IMAGE = [
 
 @pytest.mark.parametrize('ref, expected', [c[1:] for c in PARSE_IMAGE], ids=[c[0] for c in PARSE_IMAGE])
 def test_parse_image(ref, expected):
-    assert _cog.parse_image(ref) == expected
+    assert _cog_image.parse_image(ref) == expected
 
 
 PARSE_IMAGE_BAD = [
@@ -61,7 +65,7 @@ PARSE_IMAGE_BAD = [
 @pytest.mark.parametrize('ref, message', [c[1:] for c in PARSE_IMAGE_BAD], ids=[c[0] for c in PARSE_IMAGE_BAD])
 def test_parse_image_refuses(ref, message):
     with pytest.raises(ValueError, match=message):
-        _cog.parse_image(ref)
+        _cog_image.parse_image(ref)
 
 
 @pytest.mark.parametrize('name, registry', [
@@ -72,7 +76,7 @@ def test_parse_image_refuses(ref, message):
     ('ubuntu', 'docker.io'),
 ])
 def test_registry_of(name, registry):
-    assert _cog.registry_of(name) == registry
+    assert _cog_image.registry_of(name) == registry
 
 
 # ---------------------------------------------------------------- GPU requests
@@ -282,7 +286,7 @@ INSPECT = [{
 
 
 def test_parse_inspect():
-    got = _cog.parse_inspect(json.dumps(INSPECT))
+    got = _cog_inspect.parse_inspect(json.dumps(INSPECT))
     assert got['demo_a'] == {
         'id': 'a' * 64, 'name': 'demo_a', 'image': '127.0.0.1:5000/cog-demo@' + DIGEST,
         'image_id': 'sha256:' + 'b' * 64, 'status': 'running', 'running': True, 'exit_code': 0,
@@ -294,8 +298,8 @@ def test_parse_inspect():
 
 
 def test_parse_inspect_empty():
-    assert _cog.parse_inspect('') == {}
-    assert _cog.parse_inspect('[]') == {}
+    assert _cog_inspect.parse_inspect('') == {}
+    assert _cog_inspect.parse_inspect('[]') == {}
 
 
 # Recorded /proc/net/tcp of the lab host: sshd on 22, the registry on 127.0.0.1:5000, docker-proxy on 5001,
@@ -318,7 +322,7 @@ PROC_NET_TCP6 = """\
 @pytest.mark.parametrize('text, ports', [
     (PROC_NET_TCP, {22, 5000, 5001}), (PROC_NET_TCP6, {22, 5002}), ('', set()), ('header only\n', set())])
 def test_parse_listening_ports(text, ports):
-    assert _cog.parse_listening_ports(text) == ports
+    assert _cog_inspect.parse_listening_ports(text) == ports
 
 
 # ---------------------------------------------------------------- VRAM admission
@@ -397,13 +401,13 @@ HEALTH = [
 
 @pytest.mark.parametrize('body, status, ready', [c[1:] for c in HEALTH], ids=[c[0] for c in HEALTH])
 def test_parse_health(body, status, ready):
-    health = _cog.parse_health(body)
+    health = _cog_api.parse_health(body)
     assert health['status'] == status
-    assert _cog.is_ready(health) is ready
+    assert _cog_api.is_ready(health) is ready
 
 
 def test_parse_health_keeps_setup_logs_and_time():
-    health = _cog.parse_health(HEALTH_FAILED)
+    health = _cog_api.parse_health(HEALTH_FAILED)
     assert 'RuntimeError: demo setup failed on purpose (FAIL_SETUP=1)' in health['setup_logs']
     assert health['setup_completed_at'] == '2026-11-27T09:32:27.030508828+00:00'
 
@@ -417,7 +421,7 @@ def test_parse_health_keeps_setup_logs_and_time():
     ('', None),
 ])
 def test_parse_timestamp(text, epoch):
-    got = _cog.parse_timestamp(text)
+    got = _cog_api.parse_timestamp(text)
     if epoch is None:
         assert got is None
     else:
@@ -444,7 +448,7 @@ PREDICTIONS = [
 
 @pytest.mark.parametrize('code, body, error', [c[1:] for c in PREDICTIONS], ids=[c[0] for c in PREDICTIONS])
 def test_prediction_outcome(code, body, error):
-    result, got = _cog.prediction_outcome(code, body)
+    result, got = _cog_api.prediction_outcome(code, body)
     if error is None:
         assert got is None
         assert result['output'] == 'hello bob'
@@ -462,13 +466,13 @@ def test_prediction_outcome(code, body, error):
     ([1, 2], '[1, 2]'),
 ])
 def test_output_text(output, text):
-    assert _cog.output_text(output) == text
+    assert _cog_api.output_text(output) == text
 
 
 @pytest.mark.parametrize('text, lines, expected', [
     ('a\nb\nc\n', 2, 'b\nc'), ('a\nb', 5, 'a\nb'), ('', 3, ''), ('a\nb', 0, '')])
 def test_tail(text, lines, expected):
-    assert _cog.tail(text, lines) == expected
+    assert _cog_api.tail(text, lines) == expected
 
 
 # ---------------------------------------------------------------- Llama-2 chat prompt
@@ -493,7 +497,7 @@ CHAT = [
 
 @pytest.mark.parametrize('style, messages, prompt', [c[1:] for c in CHAT], ids=[c[0] for c in CHAT])
 def test_chat_prompt(style, messages, prompt):
-    assert _cog.chat_prompt(messages, style) == prompt
+    assert _cog_chat.chat_prompt(messages, style) == prompt
 
 
 CHAT_BAD = [
@@ -511,7 +515,7 @@ CHAT_BAD = [
 @pytest.mark.parametrize('style, messages, message', [c[1:] for c in CHAT_BAD], ids=[c[0] for c in CHAT_BAD])
 def test_chat_prompt_refuses(style, messages, message):
     with pytest.raises(ValueError, match=message):
-        _cog.chat_prompt(messages, style)
+        _cog_chat.chat_prompt(messages, style)
 
 
 # ---------------------------------------------------------------- registry credentials
@@ -534,11 +538,11 @@ AUTHS = [
 @pytest.mark.parametrize('config, registry, same', [c[1:] for c in AUTHS], ids=[c[0] for c in AUTHS])
 def test_auth_matches(config, registry, same):
     text = json.dumps(config) if config is not None else ''
-    assert _cog.auth_matches(text, registry, 'u', 'tok') is same
+    assert _cog_image.auth_matches(text, registry, 'u', 'tok') is same
 
 
 def test_auth_matches_broken_file():
-    assert _cog.auth_matches('{not json', 'r8.im', 'u', 'tok') is False
+    assert _cog_image.auth_matches('{not json', 'r8.im', 'u', 'tok') is False
 
 
 @pytest.mark.parametrize('bind, host', [
@@ -546,7 +550,7 @@ def test_auth_matches_broken_file():
     ('192.168.0.16', '192.168.0.16'), ('fd00::16', '[fd00::16]'), ('127.0.0.1', '127.0.0.1'),
 ])
 def test_poll_host(bind, host):
-    assert _cog.poll_host(bind) == host
+    assert _cog_inspect.poll_host(bind) == host
 
 
 # ---------------------------------------------------------------- hostile input: whatever docker run refuses
@@ -674,4 +678,4 @@ def test_registry_auth_errors(auth, messages):
 
 def test_chat_prompt_refuses_an_unknown_format():
     with pytest.raises(ValueError, match="chat format 'seed' is not one of inst_lines, llama2"):
-        _cog.chat_prompt([{'role': 'user', 'content': 'Hi'}], 'seed')
+        _cog_chat.chat_prompt([{'role': 'user', 'content': 'Hi'}], 'seed')

@@ -16,6 +16,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_deploy
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 from ansible_collections.homelab.gpu.plugins.module_utils._common import CommandResult
@@ -155,7 +156,7 @@ class FakeDocker:
 def docker(tmp_path, monkeypatch):
     fake = FakeDocker(str(tmp_path))
     monkeypatch.setenv('DOCKER_CONFIG', str(tmp_path))
-    monkeypatch.setattr(cog_model, 'run_command', fake)
+    monkeypatch.setattr(_cog_deploy, 'run_command', fake)
     real_get_bin_path = AnsibleModule.get_bin_path
 
     def get_bin_path(self, arg, *args, **kwargs):
@@ -190,9 +191,9 @@ def docker(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_cog_http, 'health', health)
     monkeypatch.setattr(_cog_http, 'predict', predict)
-    monkeypatch.setattr(cog_model.CogModels, 'listening_ports',
-                        lambda self: set(c['port'] for c in fake.containers.values() if c['running']) | fake.listening)
-    monkeypatch.setattr(cog_model.time, 'sleep', lambda s: None)
+    monkeypatch.setattr(_cog_deploy, 'listening_ports',
+                        lambda: set(c['port'] for c in fake.containers.values() if c['running']) | fake.listening)
+    monkeypatch.setattr(_cog_deploy.time, 'sleep', lambda s: None)
     return fake
 
 
@@ -427,7 +428,7 @@ def test_timeout_names_the_last_state(capsys, docker, monkeypatch):
         clock['t'] += 0.5
         return clock['t']
 
-    monkeypatch.setattr(cog_model.time, 'monotonic', monotonic)
+    monkeypatch.setattr(_cog_deploy.time, 'monotonic', monotonic)
     result = run_module(capsys, {'models': [demo(readiness_timeout=5)]})
     assert 'not READY after 5 s: cog still reports STARTING. Setup logs so far:\nloading weights' in result['msg']
     assert docker.containers == {}
@@ -484,7 +485,7 @@ def test_vram_admission_refuses_before_anything_changes(capsys, docker):
 
 def test_vram_admission_counts_the_running_own_container(capsys, docker, monkeypatch):
     run_module(capsys, {'models': [demo()]})
-    monkeypatch.setattr(cog_model.CogModels, 'gpu_usage_by_container', lambda self, gpus: {(RTX_UUID, 'demo_a'): 1062})
+    monkeypatch.setattr(_cog_deploy.CogModels, 'gpu_usage', lambda self, gpus: {(RTX_UUID, 'demo_a'): 1062})
     result = run_module(capsys, {'models': [demo(vram_mib=7000, env={'GREETING': 'x'})]})
     assert result['changed'] is True
     assert result['gpus'][0]['released_mib'] == 1062

@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _registry
 from ansible_collections.homelab.gpu.plugins.module_utils._common import CommandResult
-from ansible_collections.homelab.gpu.plugins.modules import cog_model
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_deploy
 
 import registry_standin as standin  # pylint: disable=import-error
 from test_cog_model import docker  # noqa: F401  pylint: disable=unused-import,import-error
@@ -54,11 +54,11 @@ def lab(docker, monkeypatch, tmp_path):  # noqa: F811  pylint: disable=redefined
     refs = dict((name, '127.0.0.1:%d/%s@%s' % (port, name, d)) for name, (d, _m, _b) in built.items())
     for ref in refs.values():
         docker.registry[ref] = 'sha256:' + '3' * 64
-    fake = cog_model.run_command
+    fake = _cog_deploy.run_command
     root = tmp_path / 'docker-root'
     root.mkdir()
     # docker info, as the engine of the host answers it: the data root is a real folder.
-    monkeypatch.setattr(cog_model, 'run_command', lambda module, argv, timeout=None, data=None: (
+    monkeypatch.setattr(_cog_deploy, 'run_command', lambda module, argv, timeout=None, data=None: (
         CommandResult(0, str(root) + '\n', '', False) if argv[1:2] == ['info'] else fake(module, argv, timeout, data)))
     yield type('Lab', (), {'refs': refs, 'port': port, 'docker': docker, 'root': str(root),
                            'auths': [dict(AUTHS[0], registry='127.0.0.1:%d' % port)]})
@@ -172,7 +172,7 @@ def test_present_image_is_checked_from_its_local_config(capsys, lab, monkeypatch
     ref = lab.refs['cog-cuda13']
     lab.docker.images[ref] = 'sha256:' + '3' * 64
     config = {'Labels': {'run.cog.config': json.dumps({'build': {'gpu': True, 'cuda': '13.0'}})}}
-    fake = cog_model.run_command
+    fake = _cog_deploy.run_command
 
     def run(module, argv, timeout=None, data=None):
         # docker image inspect without --format answers the full JSON, as the real CLI does.
@@ -180,7 +180,7 @@ def test_present_image_is_checked_from_its_local_config(capsys, lab, monkeypatch
             return CommandResult(0, json.dumps([{'Id': 'sha256:' + '3' * 64, 'Config': config}]), '', False)
         return fake(module, argv, timeout, data)
 
-    monkeypatch.setattr(cog_model, 'run_command', run)
+    monkeypatch.setattr(_cog_deploy, 'run_command', run)
     result = run_module(capsys, {'models': [demo(image=ref)], 'registry_auths': lab.auths})
     assert 'needs CUDA 13.0, but the host driver 550.163.01 supports CUDA 12.4 at most' in result['msg']
     assert standin.RegistryStandIn.log == []

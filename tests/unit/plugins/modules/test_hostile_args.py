@@ -8,12 +8,12 @@ needed; the per-model checks of pre-flight are in tests/unit/plugins/module_util
 from __future__ import annotations
 
 import json
-import types
 
 import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_plan
 from ansible_collections.homelab.gpu.plugins.modules import cog_model
 from ansible_collections.homelab.gpu.plugins.modules import cog_models_info
 
@@ -85,10 +85,8 @@ def test_cog_model_options(capsys, no_docker, args, message):
 
 
 def test_readiness_timeout_0_of_a_model_is_kept_for_pre_flight_to_refuse():
-    fake = types.SimpleNamespace(params={'models': [dict(MODEL, readiness_timeout=0), dict(MODEL, name='b')],
-                                         'shm_size': '6g', 'bind_address': '0.0.0.0', 'readiness_timeout': 900},
-                                 check_mode=False)
-    models = cog_model.CogModels(fake).models()
+    params = {'shm_size': '6g', 'bind_address': '0.0.0.0', 'readiness_timeout': 900}
+    models = _cog_plan.normalize([dict(MODEL, readiness_timeout=0), dict(MODEL, name='b')], params)
     assert [m['readiness_timeout'] for m in models] == [0, 900]
 
 
