@@ -63,17 +63,7 @@ class CogModels:
         self.changed = True
 
     def gpu_info(self):
-        info = self.params['gpu_info']
-        if info:
-            return info
-        path = self.params['nvidia_smi_path'] or self.module.get_bin_path('nvidia-smi')
-        if not path:
-            return {'state': _nvidia_smi.STATE_NOT_INSTALLED, 'gpus': [],
-                    'message': 'nvidia-smi was not found on PATH'}
-        cmd = run_command(self.module, [path, '-q', '-x'], timeout=30)
-        result = _nvidia_smi.classify(cmd.rc, cmd.stdout, cmd.stderr, timed_out=cmd.timed_out, timeout=30)
-        result.pop('notices', None)
-        return result
+        return _nvidia_smi.probe(self.module, run_command, self.params['gpu_info'], self.params['nvidia_smi_path'])
 
     def gpu_usage(self, gpus):
         """``{(GPU UUID, container name): MiB}`` from the GPU processes and their cgroups."""

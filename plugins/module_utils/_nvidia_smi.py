@@ -325,3 +325,17 @@ def classify(rc, stdout, stderr, timed_out=False, timeout=None):
         data['gpu_count'], '' if data['gpu_count'] == 1 else 's', data['driver_version'] or 'unknown',
         data['cuda_version'] or 'unknown')
     return result
+
+
+def probe(module, run, given=None, path=None, timeout=30):
+    """nvidia_smi_info's result for modules that need the GPUs: ``given`` when the caller has one, else one
+    ``nvidia-smi -q -x`` through ``run`` (homelab.gpu's run_command), classified. Never raises."""
+    if given:
+        return given
+    path = path or module.get_bin_path('nvidia-smi')
+    if not path:
+        return {'state': STATE_NOT_INSTALLED, 'gpus': [], 'message': 'nvidia-smi was not found on PATH'}
+    cmd = run(module, [path, '-q', '-x'], timeout=timeout)
+    result = classify(cmd.rc, cmd.stdout, cmd.stderr, timed_out=cmd.timed_out, timeout=timeout)
+    result.pop('notices', None)
+    return result

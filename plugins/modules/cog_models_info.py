@@ -331,14 +331,7 @@ class CogModelsInfo:
         return model
 
     def gpu_info(self):
-        info = self.params['gpu_info']
-        if info:
-            return info
-        path = self.params['nvidia_smi_path'] or self.module.get_bin_path('nvidia-smi')
-        if not path:
-            return {'state': _nvidia_smi.STATE_NOT_INSTALLED, 'gpus': []}
-        cmd = run_command(self.module, [path, '-q', '-x'], timeout=30)
-        return _nvidia_smi.classify(cmd.rc, cmd.stdout, cmd.stderr, timed_out=cmd.timed_out, timeout=30)
+        return _nvidia_smi.probe(self.module, run_command, self.params['gpu_info'], self.params['nvidia_smi_path'])
 
     def docker_facts(self, docker):
         found = _cdi.probe(lambda argv, timeout: run_command(self.module, argv, timeout=timeout), docker)
