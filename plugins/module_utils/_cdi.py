@@ -250,6 +250,14 @@ def gpu_access_ok(info, devices, daemon_runtimes=None):
     return 'nvidia' in runtimes or bool((info or {}).get('cdi_enabled') and devices.get('devices'))
 
 
+def engine_facts(info, devices):
+    """What both info modules report of Docker's GPU access, from ``parse_docker_info`` and ``nvidia_devices``."""
+    return {'server_version': info['server_version'], 'cdi_enabled': info['cdi_enabled'],
+            'cdi_spec_dirs': info['cdi_spec_dirs'], 'nvidia_cdi_specs': devices['files'],
+            'nvidia_cdi_devices': devices['devices'], 'runtimes': info['runtimes'],
+            'gpu_access': gpu_access_ok(info, devices)}
+
+
 # ---------------------------------------------------------------- reading the host
 
 def read_specs(dirs, max_bytes=4 * 1024 * 1024):

@@ -52,6 +52,7 @@ class CogModels:
         self.gpu_request = None
         self.cdi_names = {}
         self.takeovers = {}
+        self._gpu_info = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -63,7 +64,11 @@ class CogModels:
         self.changed = True
 
     def gpu_info(self):
-        return _nvidia_smi.probe(self.module, run_command, self.params['gpu_info'], self.params['nvidia_smi_path'])
+        """nvidia_smi_info's result, read once per run (pre-flight and the image checks share it)."""
+        if self._gpu_info is None:
+            self._gpu_info = _nvidia_smi.probe(self.module, run_command, self.params['gpu_info'],
+                                               self.params['nvidia_smi_path'])
+        return self._gpu_info
 
     def gpu_usage(self, gpus):
         """``{(GPU UUID, container name): MiB}`` from the GPU processes and their cgroups."""
@@ -332,7 +337,8 @@ class CogModels:
             self.fail('Cannot list containers: %s%s' % (exc, hint))
         sets, to_stop, report = self.preflight(models)
         # registry hook (homelab.gpu _registry): read each image to start before any pull, in check mode too.
-        image_errors, image_checks = _registry.preflight(self.module, docker, models, self.gpu_info, run_command)
+        image_errors, image_checks = _registry.preflight(self.module, docker, models, self.gpu_info, run_command,
+                                                         self.docker.image)
         if image_errors:
             self.fail('Pre-flight refused the model list: %s' % '; '.join(image_errors), image_checks=image_checks)
         before = dict((m['name'], _cog_plan.state_of(self.containers, m['name'])) for m in models)

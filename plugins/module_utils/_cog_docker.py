@@ -12,6 +12,7 @@ never started.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -34,6 +35,7 @@ class DockerCLI:
         self.run = run
         self.dry_run = dry_run
         self.recorded = []
+        self._images = {}
 
     # ------------------------------------------------------------------ reads
 
@@ -58,9 +60,27 @@ class DockerCLI:
             return None
         return _cog_inspect.parse_inspect(cmd.stdout).get(name)
 
+    def image(self, ref):
+        """``docker image inspect`` of a local image (a dict), None when it is not on the host.
+
+        An image that is present is asked about once per run (pre-flight's image checks and the pull share the
+        answer); an absent one is asked again, since a pull may have brought it since.
+        """
+        if ref in self._images:
+            return self._images[ref]
+        cmd = self.run(self.module, [self.docker, 'image', 'inspect', ref], timeout=60)
+        if cmd.rc != 0:
+            return None
+        try:
+            entry = json.loads(cmd.stdout)[0]
+        except (ValueError, IndexError, TypeError):
+            entry = None
+        self._images[ref] = entry if isinstance(entry, dict) else {}
+        return self._images[ref]
+
     def image_id(self, ref):
-        cmd = self.run(self.module, [self.docker, 'image', 'inspect', '--format', '{{.Id}}', ref], timeout=60)
-        return cmd.stdout.strip() if cmd.rc == 0 else None
+        entry = self.image(ref)
+        return None if entry is None else entry.get('Id')
 
     def logs(self, name, lines):
         cmd = self.run(self.module, [self.docker, 'logs', '--tail', str(lines), name], timeout=60)

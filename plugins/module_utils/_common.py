@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -85,3 +86,12 @@ def bind_error(address):
     finally:
         sock.close()
     return None
+
+
+def free_bytes(path):
+    """Bytes free for an unprivileged writer under ``path`` (Docker's data root, say), None when unreadable."""
+    try:
+        stat = os.statvfs(path)
+    except (OSError, TypeError, ValueError):
+        return None
+    return stat.f_bavail * stat.f_frsize

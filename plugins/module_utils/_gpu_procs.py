@@ -75,8 +75,3 @@ def read_cgroups(pids, proc_root='/proc'):
         except (IOError, OSError, TypeError, ValueError):
             continue
     return out
-
-
-def describe(entries):
-    """``'4616 MiB on GPU 0'`` (and more GPUs joined by commas) for one container's entries."""
-    return ', '.join('%d MiB on GPU %s' % (e['used_mib'], e['gpu_index']) for e in entries)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import re
 import socket
 from urllib.error import HTTPError, URLError
@@ -42,6 +41,7 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_image
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
+from ansible_collections.homelab.gpu.plugins.module_utils._common import free_bytes
 
 CONFIG_LABEL = 'run.cog.config'
 SCHEMA_LABEL = 'run.cog.openapi_schema'
@@ -339,15 +339,13 @@ def _json(body, what):
 
 # ---------------------------------------------------------------- the pre-flight
 
-def local_config(run, module, docker, image):
-    """``(present, Config or None)`` of a local image; Config is None when docker's answer cannot be read."""
-    cmd = run(module, [docker, 'image', 'inspect', image], timeout=60)
-    if cmd.rc != 0:
+def local_config(entry):
+    """``(present, Config or None)`` from ``docker image inspect`` of a local image (None when it is absent);
+    Config is None when the answer has none."""
+    if entry is None:
         return False, None
-    try:
-        return True, (json.loads(cmd.stdout)[0] or {}).get('Config') or {}
-    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
-        return True, None
+    config = entry.get('Config') if isinstance(entry, dict) else None
+    return True, (config if isinstance(config, dict) else None)
 
 
 def free_space(run, module, docker):
@@ -356,18 +354,15 @@ def free_space(run, module, docker):
     root = cmd.stdout.strip() if cmd.rc == 0 else ''
     if not root.startswith('/'):
         return None, None
-    try:
-        stat = os.statvfs(root)
-    except OSError:
-        return root, None
-    return root, stat.f_bavail * stat.f_frsize
+    return root, free_bytes(root)
 
 
-def preflight(module, docker, models, gpu_info, run):
+def preflight(module, docker, models, gpu_info, run, inspect_image):
     """Check every image to start; return ``(errors, checks)``. Changes nothing, so check mode runs it too.
 
     ``gpu_info`` is a function that returns nvidia_smi_info's result (called only when an image needs CUDA);
-    ``run`` runs docker as _common.run_command does (``run(module, argv, timeout=...)``).
+    ``run`` runs docker as _common.run_command does (``run(module, argv, timeout=...)``); ``inspect_image(ref)``
+    returns ``docker image inspect`` of a local image as a dict, None when it is absent.
     ``checks`` has one entry per image: ``{image, source, size, cuda, schema, note}``.
     """
     params = module.params
@@ -382,7 +377,8 @@ def preflight(module, docker, models, gpu_info, run):
         where = 'models[%d] (%s)' % (i, model['name'])
         if image not in seen:
             check = {'image': image, 'source': None, 'size': None, 'cuda': None, 'schema': False, 'note': None}
-            seen[image] = (check, _read(run, module, docker, registry, image, where, check, space, errors))
+            seen[image] = (check, _read(run, module, docker, registry, image, where, check, space, errors,
+                                        inspect_image))
             checks.append(check)
         check, facts = seen[image]
         if facts is None:
@@ -398,9 +394,9 @@ def preflight(module, docker, models, gpu_info, run):
     return errors, checks
 
 
-def _read(run, module, docker, registry, image, where, check, space, errors):
+def _read(run, module, docker, registry, image, where, check, space, errors, inspect_image):
     """The cog facts of one image, from its local config or from the registry; None when unread or refused."""
-    present, config = local_config(run, module, docker, image)
+    present, config = local_config(inspect_image(image))
     if present:
         check['source'] = 'local'
         if config is None:

@@ -25,12 +25,10 @@ def _model_states(models, expected_models):
     inventory runs on its GPU (an exclusive swap stopped it), or the inventory no longer lists it.
     """
     entries = {}
-    names_only = False
     for wanted in expected_models or []:
         if isinstance(wanted, dict):
             entries[wanted.get('name')] = wanted
         else:
-            names_only = True
             entries[wanted] = {'name': wanted}
     running = dict((m.get('name'), m) for m in models if m.get('state') == 'running')
     out = {}
@@ -40,7 +38,7 @@ def _model_states(models, expected_models):
             continue
         entry = entries.get(name)
         if entry is None:
-            if expected_models is not None and (entries or not names_only):
+            if expected_models is not None:
                 out[name] = ('stopped (not in the inventory)', None)
             else:
                 out[name] = ('stopped', 'model %s is not running (%s)' % (name, model.get('state')))

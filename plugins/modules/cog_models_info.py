@@ -256,7 +256,6 @@ docker:
       sample: true
 """
 
-import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -269,7 +268,7 @@ from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
-from ansible_collections.homelab.gpu.plugins.module_utils._common import range_error, run_command
+from ansible_collections.homelab.gpu.plugins.module_utils._common import free_bytes, range_error, run_command
 
 
 class CogModelsInfo:
@@ -338,18 +337,11 @@ class CogModelsInfo:
         info = found['info']
         if info is None:
             return None
-        free = None
-        if info['docker_root_dir']:
-            try:
-                stat = os.statvfs(info['docker_root_dir'])
-                free = stat.f_bavail * stat.f_frsize // (1024 * 1024)
-            except OSError:
-                free = None
-        return {'server_version': info['server_version'], 'data_root': info['docker_root_dir'],
-                'data_root_free_mib': free, 'cdi_enabled': info['cdi_enabled'],
-                'cdi_spec_dirs': info['cdi_spec_dirs'], 'nvidia_cdi_devices': found['devices']['devices'],
-                'nvidia_cdi_specs': found['devices']['files'], 'runtimes': info['runtimes'],
-                'gpu_access': _cdi.gpu_access_ok(info, found['devices'])}
+        free = free_bytes(info['docker_root_dir']) if info['docker_root_dir'] else None
+        if free is not None:
+            free //= 1024 * 1024
+        return dict(_cdi.engine_facts(info, found['devices']), data_root=info['docker_root_dir'],
+                    data_root_free_mib=free)
 
     def run(self):
         result = {'changed': False, 'docker_answers': False, 'models': [], 'message': '', 'other_gpu_processes': [],

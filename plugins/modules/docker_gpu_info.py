@@ -166,11 +166,9 @@ def gather(module):
         args = ['--gpus', 'all']
     else:
         args = []
-    return dict(result, docker_answers=True, server_version=info['server_version'],
-                cdi_support=_cdi.engine_cdi_support(info['server_version']), cdi_enabled=info['cdi_enabled'],
-                cdi_spec_dirs=info['cdi_spec_dirs'], nvidia_cdi_specs=devices['files'],
-                nvidia_cdi_devices=devices['devices'], cdi_spec_errors=devices['errors'], runtimes=info['runtimes'],
-                gpu_access=_cdi.gpu_access_ok(info, devices), method=method, reason=reason, run_args_all=args)
+    result.update(_cdi.engine_facts(info, devices))
+    return dict(result, docker_answers=True, cdi_support=_cdi.engine_cdi_support(info['server_version']),
+                cdi_spec_errors=devices['errors'], method=method, reason=reason, run_args_all=args)
 
 
 def main():

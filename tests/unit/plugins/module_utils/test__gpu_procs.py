@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
+from ansible_collections.homelab.gpu.plugins.module_utils import _report
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'nvidia-smi')
 CGROUPS = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'cgroup')
@@ -33,7 +34,7 @@ def test_attribute_real_capture_to_a_container():
     assert by_container == {'llama_tiny': [{'gpu_index': 0, 'gpu_uuid': found[0]['uuid'],
                                             'used_mib': sum(p['used_memory_mib'] for p in procs), 'pids': [pid]}]}
     assert others == []
-    assert _gpu_procs.describe(by_container['llama_tiny']) == '%d MiB on GPU 0' % procs[0]['used_memory_mib']
+    assert _report.gpu_memory_text({'gpu_memory': by_container['llama_tiny']}) == '%d MiB on GPU 0' % procs[0]['used_memory_mib']
 
 
 def test_attribute_unmanaged_and_host_processes():
@@ -53,7 +54,7 @@ def test_attribute_unmanaged_and_host_processes():
         {'gpu_index': 0, 'gpu_uuid': 'GPU-0', 'pid': 11, 'name': 'Xorg', 'used_mib': 120, 'container_id': None},
         {'gpu_index': 0, 'gpu_uuid': 'GPU-0', 'pid': 12, 'name': 'python3', 'used_mib': 900, 'container_id': CID_B},
         {'gpu_index': 0, 'gpu_uuid': 'GPU-0', 'pid': 13, 'name': 'gone', 'used_mib': 5, 'container_id': None}]
-    assert _gpu_procs.describe(by_container['llama_tiny']) == '4616 MiB on GPU 0, 100 MiB on GPU 1'
+    assert _report.gpu_memory_text({'gpu_memory': by_container['llama_tiny']}) == '4616 MiB on GPU 0, 100 MiB on GPU 1'
 
 
 def test_container_id_needs_exactly_64_hex():
@@ -76,7 +77,7 @@ def test_real_coglet_worker_maps_to_its_container():
     container_id = '3733f8e79d495657e4ec340ebe8136d9d5129a355f23251b3fc673dc9efd3907'
     assert _gpu_procs.container_id_from_cgroup(cgroup) == container_id
     by_container, others = _gpu_procs.attribute(found, {1617: cgroup}, {container_id: 'model_a'})
-    assert _gpu_procs.describe(by_container['model_a']) == '6214 MiB on GPU 0'
+    assert _report.gpu_memory_text({'gpu_memory': by_container['model_a']}) == '6214 MiB on GPU 0'
     assert others == []
 
 

@@ -88,7 +88,9 @@ class FakeDocker:
             return CommandResult(0 if found else 1, json.dumps(found), '' if found else 'No such container', False)
         if args[:2] == ['image', 'inspect']:
             ref = args[-1]
-            return self.ok(self.images[ref] + '\n') if ref in self.images else self.err('No such image: ' + ref)
+            if ref not in self.images:
+                return self.err('Error: No such image: ' + ref)
+            return self.ok(json.dumps([{'Id': self.images[ref], 'Config': {'Labels': None}}]))
         if args[:2] == ['image', 'rm']:
             self.images.pop(args[2])
             return self.ok()
