@@ -1,6 +1,9 @@
 """Summarize a bench/run.sh result directory as Markdown (printed): tables, fast-path checks, targets.
 
     python3 bench/summarize.py .cache/bench/<UTC time>
+
+With the runs of `bench/run.sh --mitogen` (n<N>-mitogen-cold/-warm) it adds a table "with Mitogen" next
+to the plain re-runs, and quotes what failed when a Mitogen run did not get through.
 """
 
 import glob
@@ -12,6 +15,16 @@ import sys
 
 PROBE_MODULES = ('nvidia_smi_info', 'docker_daemon_config', 'cog_models_info')
 REMOTE_MODULES = PROBE_MODULES + ('cog_model',)
+LABELS = ('first', 'idem-cold', 'idem-warm', 'prov-idem-cold', 'mitogen-cold', 'mitogen-warm')
+
+# Targets for the converged site re-run (docs/PERFORMANCE.md). The per-host counts are of the profile's
+# per-host records: a module execution on the host is a record that is neither controller-only nor
+# skipped; a task is any record of the host, skipped ones included.
+TARGET_MODULE_CALLS = 10
+TARGET_TASKS = 35
+TARGET_WALL_1 = 7.0
+TARGET_CPU_PER_HOST = 1.5
+TARGET_CPU_AT = 10
 
 
 def load(path, default=None):
@@ -39,6 +52,10 @@ def run_data(out, n, label):
               and r['status'] != 'skipped']
     changed = sum(profile['stats'][h]['changed'] for h in profile['stats'])
     tasks_per_host = len(per_host) / float(len(hosts)) if hosts else 0
+    # Per host: every record (skipped included), and those that ran a module on the host.
+    tasks_by_host = dict((h, sum(1 for r in per_host if r['host'] == h)) for h in hosts)
+    calls_by_host = dict((h, sum(1 for r in per_host if r['host'] == h and not r['controller_only']
+                                 and r['status'] != 'skipped')) for h in hosts)
     return {
         'wall': measure['wall'], 'rss_tree': measure['peak_tree_pss_mib'], 'rss_proc': measure['peak_process_rss_mib'],
         'changed': changed, 'hosts': hosts, 'records': recs, 'tasks_per_host': tasks_per_host,
@@ -46,7 +63,8 @@ def run_data(out, n, label):
         'mean_remote_ms': 1000 * statistics.mean(remote) if remote else None,
         'wall_per_task_host_ms': 1000 * measure['wall'] / len(per_host) if per_host else None,
         'busy': measure.get('machine_busy_pct'), 'load': measure.get('load_at_start'),
-        'cpu': measure.get('controller_cpu_s'),
+        'cpu': measure.get('controller_cpu_s'), 'rc': measure.get('rc'),
+        'tasks_by_host': tasks_by_host, 'calls_by_host': calls_by_host,
         'failed': sum(profile['stats'][h]['failures'] + profile['stats'][h]['unreachable'] for h in profile['stats']),
     }
 
@@ -67,7 +85,7 @@ def main():
 
     runs = {}
     for n in sizes:
-        for label in ('first', 'idem-cold', 'idem-warm', 'prov-idem-cold'):
+        for label in LABELS:
             runs[(n, label)] = run_data(out, n, label)
 
     def baseline(n):
@@ -122,6 +140,8 @@ def main():
             say('| %d | %s | %d | %.2f x |' % (n, fmt(r['wall']), r['changed'], r['wall'] / ref))
         say('')
 
+    mitogen_section(out, sizes, modes, runs, machine, say)
+
     # The floor: what one trivial task costs per host at each size.
     floor_rows = []
     for n in sizes:
@@ -149,7 +169,7 @@ def main():
     say('### Fast path, checked on the re-runs')
     say('')
     for n in sizes:
-        for label in ('idem-cold', 'prov-idem-cold'):
+        for label in ('idem-cold', 'prov-idem-cold', 'mitogen-cold'):
             r = runs[(n, label)]
             if r is None:
                 continue
@@ -162,8 +182,11 @@ def main():
                 counts = [sum(1 for x in recs if x['host'] == h and x['action'].endswith('.' + mod)
                               and x['status'] == 'ok') for h in r['hosts']]
                 calls[mod] = '%d' % counts[0] if len(set(counts)) == 1 else '%d-%d' % (min(counts), max(counts))
+            what = '%s re-run' % (modes[n] if label != 'prov-idem-cold' else 'provision')
+            if label == 'mitogen-cold':
+                what += ' under Mitogen' + (' (run failed, see "with Mitogen")' if r['failed'] or r['rc'] else '')
             say('- %d host(s), %s: changed tasks: %s; apt cache refreshed by: %s; image pulls: %s; module calls per '
-                'host: %s.' % (n, 'site re-run' if label == 'idem-cold' and modes[n] == 'site' else 'provision re-run',
+                'host: %s.' % (n, what,
                                ', '.join(changed) or 'none', ', '.join(apt_refresh) or 'none', ', '.join(pulls) or 'none',
                                ', '.join('%s %s' % (m, c) for m, c in calls.items())))
     say('')
@@ -238,12 +261,7 @@ def main():
     # Targets.
     say('### Targets')
     say('')
-    r1 = runs.get((one, 'idem-cold')) if one is not None else None
-    if r1 and one == 1 and modes[1] == 'site':
-        ok = r1['changed'] == 0 and r1['wall'] <= 8
-        say('- Idempotent site re-run on 1 host, changed=0 within 8 s: %s (changed=%d, %.1f s%s).' % (
-            'MET' if ok else 'MISSED', r1['changed'], r1['wall'],
-            '' if r1['wall'] <= 8 else ', %.1f s over' % (r1['wall'] - 8)))
+    site_targets(sizes, modes, runs, say)
     big = sizes[-1] if sizes else None
     if big and big != one:
         same = 'idem-cold' if modes[big] == modes[one] else 'prov-idem-cold'
@@ -262,6 +280,137 @@ def main():
         say('- Readiness noticed within 0.5 s of READY: %s (worst %.3f s, mean %.3f s over %d replacements).' % (
             'MET' if max(seen) <= 0.5 else 'MISSED', max(seen), statistics.mean(seen), len(seen)))
     print('\n'.join(lines))
+
+
+def met(ok):
+    return 'MET' if ok else 'MISSED'
+
+
+def spread(values):
+    """'7' when every host has the same count, '7-9' otherwise."""
+    low, high = min(values), max(values)
+    return '%d' % low if low == high else '%d-%d' % (low, high)
+
+
+def fast_path(r):
+    """(changed tasks, apt cache refreshes, image pulls) of a run, as sorted lists."""
+    recs = [x for x in r['records'] if x['host'] in r['hosts']]
+    return (sorted(set(x['task'] for x in recs if x['changed'])),
+            sorted(set(x['task'] for x in recs if x.get('cache_updated'))),
+            sorted(set(a for x in recs for a in x.get('actions', []) if a.startswith('pulled'))))
+
+
+def site_targets(sizes, modes, runs, say):
+    """The targets of the converged site re-run (cold, plain strategy), per size."""
+    site = [(n, runs[(n, 'idem-cold')]) for n in sizes if modes[n] == 'site' and runs[(n, 'idem-cold')]]
+    for n, r in site:
+        changed, apt, pulls = fast_path(r)
+        say('- %d host(s), site re-run changes nothing, refreshes no apt cache, pulls no image: %s (changed=%d%s%s%s).' % (
+            n, met(r['changed'] == 0 and not changed and not apt and not pulls), r['changed'],
+            '; changed: ' + ', '.join(changed) if changed else '', '; apt cache refreshed by: ' + ', '.join(apt) if apt else '',
+            '; pulls: ' + ', '.join(pulls) if pulls else ''))
+    for n, r in site:
+        calls = list(r['calls_by_host'].values())
+        say('- %d host(s), module executions on the host per host in the site re-run, at most %d: %s (%s per host).' % (
+            n, TARGET_MODULE_CALLS, met(max(calls) <= TARGET_MODULE_CALLS), spread(calls)))
+    for n, r in site:
+        tasks = list(r['tasks_by_host'].values())
+        say('- %d host(s), tasks per host in the site re-run (skipped included), at most %d: %s (%s per host).' % (
+            n, TARGET_TASKS, met(max(tasks) <= TARGET_TASKS), spread(tasks)))
+    r1 = runs.get((1, 'idem-cold')) if 1 in sizes and modes[1] == 'site' else None
+    if r1:
+        over = r1['wall'] - TARGET_WALL_1
+        say('- Site re-run on 1 host within %g s: %s (%.1f s%s).' % (
+            TARGET_WALL_1, met(over <= 0), r1['wall'], ', %.1f s over' % over if over > 0 else ''))
+    cpu = [(n, r['cpu'] / float(n)) for n, r in site if r.get('cpu') is not None]
+    if cpu:
+        judged = dict(cpu).get(TARGET_CPU_AT)
+        verdict = met(judged <= TARGET_CPU_PER_HOST) if judged is not None else \
+            'NOT JUDGED (no %d-host site re-run)' % TARGET_CPU_AT
+        say('- Controller CPU per host of the site re-run, at most %g s at %d hosts: %s (%s).' % (
+            TARGET_CPU_PER_HOST, TARGET_CPU_AT, verdict,
+            ', '.join('%d host(s) %.2f s' % (n, c) for n, c in cpu)))
+
+
+def failure_lines(out, n, label, limit=8):
+    """What went wrong in a run: its failed or unreachable results from the profile (host, task, action,
+    message), else the error lines of its log."""
+    prof = load(os.path.join(out, 'n%d-%s.profile.json' % (n, label)))
+    lines = []
+    if prof:
+        for x in prof['records']:
+            if x['status'] in ('failed', 'unreachable'):
+                lines.append('%s %s: %s (%s): %s' % (x['host'], x['status'], x['task'], x['action'],
+                                                   ' '.join(x.get('msg', '').split())[:300]))
+    if not lines:
+        try:
+            with open(os.path.join(out, 'n%d-%s.log' % (n, label))) as handle:
+                log = handle.read().splitlines()
+        except OSError:
+            log = []
+        lines = [' '.join(line.split())[:300] for line in log
+                 if re.search(r'ERROR|fatal:|Traceback|Error:|unreachable', line)] or \
+            [' '.join(line.split())[:300] for line in log[-3:]]
+    return lines[:limit]
+
+
+def mitogen_section(out, sizes, modes, runs, machine, say):
+    """The idempotent re-runs under Mitogen next to the plain ones (bench/run.sh --mitogen)."""
+    tried = [n for n in sizes if runs[(n, 'mitogen-cold')] or os.path.exists(
+        os.path.join(out, 'n%d-mitogen-cold.measure.json' % n))]
+    if not tried:
+        return
+    version = [line.split(':', 1)[1].strip() for line in machine if line.startswith('mitogen:')]
+    say('### with Mitogen')
+    say('')
+    say('The same idempotent re-run with `ANSIBLE_STRATEGY=mitogen_linear` (Mitogen %s), right after the plain '
+        'ones on the same converged hosts: cold with fresh SSH connections, warm with the masters of the cold '
+        'run still up. Controller CPU is the `ansible-playbook` tree (with Mitogen: also its connection '
+        'multiplexer and ssh clients). Tasks/host counts every per-host result, skipped included; module '
+        'calls/host those that ran on the host.' % (version[0].split()[0] if version else '?'))
+    say('')
+    say('| hosts | playbook | strategy | re-run (s) | changed | failed | controller CPU (s) | tasks/host | '
+        'module calls/host | warm re-run (s) | warm changed | warm controller CPU (s) | re-run / plain | '
+        'CPU / plain |')
+    say('| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+    for n in tried:
+        plain = runs[(n, 'idem-cold')]
+        for strategy, cold_label, warm_label in (('linear (plain)', 'idem-cold', 'idem-warm'),
+                                                 ('mitogen_linear', 'mitogen-cold', 'mitogen-warm')):
+            cold, warm = runs[(n, cold_label)], runs[(n, warm_label)]
+            if cold is None:
+                measure = load(os.path.join(out, 'n%d-%s.measure.json' % (n, cold_label)), {})
+                try:  # bench/run.sh writes the exit status of a failed Mitogen run here
+                    rc = open(os.path.join(out, 'n%d-%s.failed' % (n, cold_label))).read().strip()
+                except OSError:
+                    rc = measure.get('rc', '?')
+                say('| %d | %s | %s | %s | - | run failed (exit %s), no profile | %s | - | - | - | - | - | - | - |' % (
+                    n, modes[n], strategy, fmt(measure.get('wall')), rc,
+                    fmt(measure.get('controller_cpu_s'))))
+                continue
+            # Ratios only between two runs that got through: a failed run stops early and is "fast".
+            broken = bool(cold['failed'] or cold['rc'])
+            mine = cold is not plain and plain and not broken
+            if broken:
+                strategy += ' (run failed)'
+            say('| %d | %s | %s | %s | %d | %d | %s | %.0f | %s | %s | %s | %s | %s | %s |' % (
+                n, modes[n], strategy, fmt(cold['wall']), cold['changed'], cold['failed'], fmt(cold['cpu']),
+                cold['tasks_per_host'], spread(list(cold['calls_by_host'].values())) if cold['hosts'] else '-',
+                fmt(warm['wall'] if warm else None), ('%d' % warm['changed']) if warm else '-',
+                fmt(warm['cpu'] if warm else None),
+                ('%.2f x' % (cold['wall'] / plain['wall'])) if mine else '-',
+                ('%.2f x' % (cold['cpu'] / plain['cpu'])) if mine and cold['cpu'] and plain['cpu'] else '-'))
+    say('')
+    for n in tried:
+        for label in ('mitogen-cold', 'mitogen-warm'):
+            r = runs[(n, label)]
+            failed = os.path.exists(os.path.join(out, 'n%d-%s.failed' % (n, label)))
+            if failed or (r and (r['failed'] or r['rc'])):
+                say('Mitogen %s re-run on %d host(s) failed (log: n%d-%s.log):' % (label.split('-')[1], n, n, label))
+                say('')
+                for line in failure_lines(out, n, label):
+                    say('- `%s`' % line.replace('`', "'"))
+                say('')
 
 
 if __name__ == '__main__':

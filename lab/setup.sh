@@ -28,7 +28,8 @@ setup_docker() {
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     systemctl start docker || true
   else
-    nohup dockerd >"$LOGDIR/dockerd.log" 2>&1 &
+    # setsid: its own session, so that the end of the shell or job that started it does not stop it.
+    setsid nohup dockerd >"$LOGDIR/dockerd.log" 2>&1 &
   fi
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
   tail -n 30 "$LOGDIR/dockerd.log" 2>/dev/null

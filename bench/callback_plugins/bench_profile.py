@@ -82,7 +82,8 @@ class CallbackModule(CallbackBase):
             rec['actions'] = res.get('actions') or []
             keys = ('name', 'action', 'health', 'ready_seconds', 'ready_seen_after_s')
             rec['models'] = [dict((k, m.get(k)) for k in keys) for m in res.get('models') or [] if isinstance(m, dict)]
-        if status == 'failed':
+        if status in ('failed', 'unreachable'):
+            # The error text itself: bench/summarize.py quotes it (a Mitogen run that fails, for one).
             rec['msg'] = str(res.get('msg', ''))[:500]
         self.records.append(rec)
 

@@ -44,6 +44,10 @@ options:
   nvidia_smi_path:
     description: nvidia-smi binary to run when O(gpu_info) is not given. Searched on E(PATH) when not set.
     type: path
+  daemon_json_path:
+    description: Docker's daemon configuration file, read (never written) for RV(daemon_json).
+    type: path
+    default: /etc/docker/daemon.json
 notes:
   - When Docker is not installed or its daemon does not answer, the module does not fail; RV(docker_answers) is
     V(false) and RV(models) is empty.
@@ -208,6 +212,31 @@ gpu_probe_state:
   returned: always
   type: str
   sample: ok
+gpu:
+  description:
+    - The nvidia-smi probe the GPU memory comes from, as M(homelab.gpu.nvidia_smi_info) returns it (O(gpu_info) when
+      given). Read whatever Docker answers.
+  returned: always
+  type: dict
+  sample: {state: ok, gpu_count: 1, driver_version: "550.120", gpus: [{index: 0, name: NVIDIA GeForce RTX 3050}]}
+daemon_json:
+  description: Docker's daemon.json as read from O(daemon_json_path), whatever Docker answers.
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: The file read.
+      type: str
+      sample: /etc/docker/daemon.json
+    exists:
+      description: Whether the file exists.
+      type: bool
+    config:
+      description: Its content, V(null) when it does not exist or cannot be read.
+      type: dict
+    error:
+      description: Why it cannot be read (not JSON, not a regular file), else V(null).
+      type: str
 docker:
   description:
     - The Docker engine, its data root and how it can hand a GPU to a container; V(null) when Docker did not answer.
@@ -266,6 +295,7 @@ from ansible_collections.homelab.gpu.plugins.module_utils import _cog_api
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_inspect
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
+from ansible_collections.homelab.gpu.plugins.module_utils import _host_facts
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
 from ansible_collections.homelab.gpu.plugins.module_utils._common import free_bytes, range_error, run_command
@@ -344,8 +374,11 @@ class CogModelsInfo:
                     data_root_free_mib=free)
 
     def run(self):
+        # The GPUs and daemon.json are read whatever Docker answers: the status report shows them either way.
+        probe = self.gpu_info()
         result = {'changed': False, 'docker_answers': False, 'models': [], 'message': '', 'other_gpu_processes': [],
-                  'gpu_probe_state': None, 'docker': None}
+                  'gpu_probe_state': probe.get('state'), 'gpu': probe, 'docker': None,
+                  'daemon_json': _host_facts.read_daemon_json(self.params['daemon_json_path'])}
         docker = self.docker()
         if not docker:
             return dict(result, message='docker is not installed: run the homelab.gpu.docker role')
@@ -357,7 +390,6 @@ class CogModelsInfo:
         models = [self.describe(summary, now) for name, summary in sorted(containers.items())
                   if summary['managed'] and (not wanted or name in wanted)
                   and not name.endswith(_cog.PREVIOUS_SUFFIX)]
-        probe = self.gpu_info()
         gpus = probe.get('gpus') or []
         names = dict((c['id'], name) for name, c in containers.items() if c['managed'])
         by_model, others = _gpu_procs.attribute(gpus, _gpu_procs.read_cgroups(_gpu_procs.gpu_pids(gpus)), names)
@@ -368,7 +400,7 @@ class CogModelsInfo:
             # Memory of a managed model left out by names is still a model's, not someone else's.
             others = [p for p in others if p['container_id'] not in names]
         return dict(result, docker_answers=True, models=models, other_gpu_processes=others,
-                    gpu_probe_state=probe.get('state'), docker=self.docker_facts(docker))
+                    docker=self.docker_facts(docker))
 
 
 def main():
@@ -379,6 +411,7 @@ def main():
             docker_path=dict(type='path'),
             gpu_info=dict(type='dict'),
             nvidia_smi_path=dict(type='path'),
+            daemon_json_path=dict(type='path', default='/etc/docker/daemon.json'),
         ),
         supports_check_mode=True,
     )
