@@ -13,8 +13,8 @@ import re
 import statistics
 import sys
 
-PROBE_MODULES = ('nvidia_smi_info', 'docker_daemon_config', 'cog_models_info')
-REMOTE_MODULES = PROBE_MODULES + ('cog_model',)
+PROBE_MODULES = ('gpu_host_facts', 'nvidia_smi_info', 'docker_daemon_config', 'cog_models_info')
+REMOTE_MODULES = PROBE_MODULES + ('cog_firewall', 'cog_model')
 LABELS = ('first', 'idem-cold', 'idem-warm', 'prov-idem-cold', 'mitogen-cold', 'mitogen-warm')
 
 # Targets for the converged site re-run (docs/PERFORMANCE.md). The per-host counts are of the profile's
