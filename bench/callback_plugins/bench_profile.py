@@ -26,10 +26,10 @@ from ansible.plugins.callback import CallbackBase
 CONTROLLER_ACTIONS = frozenset(
     'ansible.builtin.' + a for a in (
         'set_fact', 'debug', 'assert', 'fail', 'meta', 'include_tasks', 'include_role', 'import_tasks',
-        'import_role', 'include_vars', 'add_host', 'group_by', 'set_stats', 'pause',
+        'import_role', 'include_vars', 'add_host', 'group_by', 'set_stats', 'pause', 'validate_argument_spec',
     )
 ) | frozenset(('set_fact', 'debug', 'assert', 'fail', 'meta', 'include_tasks', 'include_role',
-               'import_tasks', 'import_role', 'include_vars'))
+               'import_tasks', 'import_role', 'include_vars', 'validate_argument_spec'))
 
 
 class CallbackModule(CallbackBase):
