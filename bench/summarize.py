@@ -344,8 +344,8 @@ def failure_lines(out, n, label, limit=8):
     if prof:
         for x in prof['records']:
             if x['status'] in ('failed', 'unreachable'):
-                lines.append('%s %s: %s (%s): %s' % (x['host'], x['status'], x['task'], x['action'],
-                                                   ' '.join(x.get('msg', '').split())[:300]))
+                lines.append('%s %s: %s (%s): %s' % (
+                    x['host'], x['status'], x['task'], x['action'], ' '.join(x.get('msg', '').split())[:300]))
     if not lines:
         try:
             with open(os.path.join(out, 'n%d-%s.log' % (n, label))) as handle:

@@ -14,6 +14,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)  # -P: the real tree, never the .cache/collections link
 CACHE="$ROOT/.cache"
+# shellcheck disable=SC2034  # used by lab/setup.sh, sourced below
 VENV="$ROOT/.venv"
 LOGDIR="$ROOT/tests/output/logs"
 DEST="$ROOT/docs/collection"

@@ -38,6 +38,7 @@ host_name() { echo "demo-gpu-$1"; }
 down() {
   local ids
   ids=$(docker ps -aq --filter label=homelab.gpu.demo=true 2>/dev/null || true)
+  # shellcheck disable=SC2086  # one argument per container id
   [ -n "$ids" ] && docker rm -f $ids >/dev/null
   rm -rf "$DEMO_DIR"
   echo "demo lab removed"

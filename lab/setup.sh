@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Set-up shared by tests/run.sh and lab/demo.sh: Debian packages, a Docker engine, the pinned
 # virtualenv .venv/ and the collection seen as ansible_collections/homelab/gpu. Each step does
 # nothing when its result is already there, so a second run is fast.
@@ -37,7 +38,7 @@ setup_docker() {
 }
 
 setup_venv() {
-  local want; want=$(cat requirements-dev.txt | sha256sum | cut -c1-16)
+  local want; want=$(sha256sum <requirements-dev.txt | cut -c1-16)
   if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
   say "creating virtualenv .venv from requirements-dev.txt"
   rm -rf "$VENV"

@@ -18,8 +18,9 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 2
 CACHE="$ROOT/.cache"
+# shellcheck disable=SC2034  # used by lab/setup.sh, sourced below
 VENV="$ROOT/.venv"
 LOGDIR="$ROOT/tests/output/logs"
 mkdir -p "$CACHE" "$LOGDIR"
@@ -44,6 +45,9 @@ step() {  # step <name> <command...>: one counted check, output to the terminal 
 
 # --- layers ---------------------------------------------------------------------------------
 layer_lint() {
+  # ansible-lint installs the collection under test into ANSIBLE_HOME once and reuses that copy later; one left by
+  # an earlier run would lack what changed since (a new module), so it goes first.
+  rm -rf "${ANSIBLE_HOME:?}/collections/ansible_collections/homelab"
   step "ansible-lint" ansible-lint --profile production --offline
   step "antsibull-changelog lint" bash -c "antsibull-changelog lint && antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml"
   # Markup of DOCUMENTATION/EXAMPLES/RETURN, the filters' docs and the role argument specs.

@@ -70,7 +70,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         dest = os.path.abspath(os.path.expanduser(args['dest']))
         reports, text = render(args['statuses'], args['generated_at'])
         try:

@@ -109,9 +109,8 @@ def daemon_json_config(config, want):
     _daemon_json.check_conflicts(settings, extra, remove)
     # In the module's order: remove, merge settings, then the convenience options.
     list_merge = want.get('list_merge') or 'replace'
-    new, _ = _daemon_json.plan(config, settings, remove, list_merge)
-    new, _ = _daemon_json.deep_merge(new, extra, list_merge)
-    return new
+    new = _daemon_json.plan(config, settings, remove, list_merge)[0]
+    return _daemon_json.deep_merge(new, extra, list_merge)[0]
 
 
 def _daemon(host, want):
