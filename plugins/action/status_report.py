@@ -5,18 +5,17 @@
 
 Its documentation is in plugins/modules/status_report.py. Writing two local files this way costs no module run
 (each copy task to localhost starts a Python interpreter for the copy module), and the files are written
-atomically: a reader never sees half a report.
+atomically, with the collection's own staged write: a reader never sees half a report.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.homelab.gpu.plugins.module_utils import _report
+from ansible_collections.homelab.gpu.plugins.module_utils import _daemon_json, _report
 
 ARGUMENT_SPEC = dict(
     dest=dict(type='path', required=True),
@@ -24,22 +23,6 @@ ARGUMENT_SPEC = dict(
     generated_at=dict(type='str', default=''),
 )
 FILES = ('status.md', 'status.html')
-
-
-def write_atomic(path, text, mode=0o644):
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=os.path.dirname(path) or '.')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_reports(dest, reports, check=False):
@@ -50,9 +33,14 @@ def write_reports(dest, reports, check=False):
     paths = [os.path.join(dest, name) for name in reports]
     if check:
         return paths
-    os.makedirs(dest, mode=0o755, exist_ok=True)
-    for name, text in reports.items():
-        write_atomic(os.path.join(dest, name), text)
+    for path, text in zip(paths, reports.values()):
+        # The collection's atomic write (a synced temporary file beside the target, then a rename).
+        tmp = _daemon_json.stage_file(path, text)
+        try:
+            _daemon_json.commit_file(tmp, path)
+        except BaseException:
+            _daemon_json.discard(tmp)
+            raise
     return paths
 
 
@@ -75,10 +63,10 @@ class ActionModule(ActionBase):
         reports, text = render(args['statuses'], args['generated_at'])
         try:
             paths = write_reports(dest, reports, check=self._task.check_mode)
-        except OSError as exc:
+        except (OSError, _daemon_json.DaemonJsonError) as exc:
             raise AnsibleActionFail('Cannot write the fleet report into %s on the controller: %s. Set '
                                     'status_report_dir to a directory you can write to.'
-                                    % (dest, exc.strerror or exc))
+                                    % (dest, getattr(exc, 'strerror', None) or exc))
         # A report is output, not state: it holds uptimes and a time stamp, so it differs on every run although
         # nothing on the hosts changed. Writing it is not counted as a change.
         result.update(changed=False, files=paths, text=text, written=not self._task.check_mode)

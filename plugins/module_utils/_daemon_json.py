@@ -434,6 +434,21 @@ def plan(old, settings=None, remove=None, list_merge='replace'):
     return new, actions + merged
 
 
+def apply_request(old, settings=None, extra=None, remove=None, list_merge='replace', extra_names=None):
+    """What homelab.gpu.docker_daemon_config makes of ``old``: the new config and its actions.
+
+    ``settings`` as given, ``extra`` the translated convenience options (:func:`convenience_settings`),
+    ``remove`` dotted paths. Checked first (:func:`check_settings`, :func:`check_conflicts`, which raise
+    :class:`DaemonJsonError`), then ``remove``, ``settings`` and ``extra`` in that order.
+    """
+    settings, extra, remove = settings or {}, extra or {}, remove or []
+    check_settings(settings)
+    check_conflicts(settings, extra, remove, extra_names)
+    new, actions = plan(old, remove=remove, list_merge=list_merge, settings=settings)
+    new, more = deep_merge(new, extra, list_merge)
+    return new, actions + more
+
+
 # ---------------------------------------------------------------- writing
 
 def stage_file(path, text, mode=None, uid=None, gid=None):

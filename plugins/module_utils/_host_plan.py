@@ -29,6 +29,14 @@ def _requested(host, kind):
     return set((host.get('requested') or {}).get(kind) or [])
 
 
+def _found(host, kind, name):
+    """What the read found for ``name`` among its ``kind`` (files, units, users); None when it was not asked."""
+    found = host.get(kind) or {}
+    if name not in _requested(host, kind) or name not in found:
+        return None
+    return found[name] or {}
+
+
 def installed(entry):
     """Whether a dpkg entry ({status: 'ii', ...}) is an installed package (ii, or hi when held)."""
     status = (entry or {}).get('status') or ''
@@ -64,13 +72,12 @@ def _packages(host, want):
 
 def _files(host, wants):
     out = []
-    read = host.get('files') or {}
     for want in wants:
         path = want['path']
-        if path not in _requested(host, 'files') or path not in read:
+        have = _found(host, 'files', path)
+        if have is None:
             out.append('%s: not read' % path)
             continue
-        have = read[path] or {}
         state = want.get('state', 'file')
         if not have.get('exists'):
             out.append('%s: missing' % path)
@@ -90,27 +97,18 @@ def daemon_json_config(config, want):
     """The daemon.json that homelab.gpu.docker_daemon_config would write over ``config`` for ``want``.
 
     ``want`` holds the module's options: the convenience options, ``settings``, ``remove`` and
-    ``remove_if`` (``{dotted key: value}``: removed only while it holds that value). Raises
+    ``remove_if`` (``{top-level key: value}``: removed only while it holds that value, as
+    homelab.gpu._common does). Raises
     _daemon_json.DaemonJsonError where the module would refuse.
     """
     unknown = sorted(set(want) - set(DAEMON_JSON_OPTIONS) - {'settings', 'remove', 'remove_if', 'path', 'list_merge'})
     if unknown:
         raise PlanError('daemon_json: unknown keys %s' % ', '.join(unknown))
     extra = _daemon_json.convenience_settings(**dict((k, want.get(k)) for k in DAEMON_JSON_OPTIONS))
-    settings = want.get('settings') or {}
-    _daemon_json.check_settings(settings)
-    remove = list(want.get('remove') or [])
-    for dotted, value in (want.get('remove_if') or {}).items():
-        node = config
-        for part in _daemon_json.split_path(dotted):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None and _daemon_json.same(node, value):
-            remove.append(dotted)
-    _daemon_json.check_conflicts(settings, extra, remove)
-    # In the module's order: remove, merge settings, then the convenience options.
-    list_merge = want.get('list_merge') or 'replace'
-    new = _daemon_json.plan(config, settings, remove, list_merge)[0]
-    return _daemon_json.deep_merge(new, extra, list_merge)[0]
+    remove = list(want.get('remove') or []) + [key for key, value in (want.get('remove_if') or {}).items()
+                                               if key in config and _daemon_json.same(config[key], value)]
+    return _daemon_json.apply_request(config, want.get('settings'), extra, remove,
+                                      want.get('list_merge') or 'replace')[0]
 
 
 def _daemon(host, want):
@@ -133,13 +131,12 @@ def _daemon(host, want):
 
 def _units(host, wants):
     out = []
-    read = host.get('units') or {}
     for want in wants:
         name = want['name']
-        if name not in _requested(host, 'units') or name not in read:
+        have = _found(host, 'units', name)
+        if have is None:
             out.append('%s: not read' % name)
             continue
-        have = read[name] or {}
         if have.get('load_state') != 'loaded':
             out.append('%s: not loaded (%s)' % (name, have.get('load_state')))
             continue
@@ -153,13 +150,13 @@ def _units(host, wants):
 def _members(host, want):
     group = want['group']
     out = []
-    read = host.get('users') or {}
     for user in want.get('users') or []:
-        if user not in _requested(host, 'users') or user not in read:
+        have = _found(host, 'users', user)
+        if have is None:
             out.append('user %s: not read' % user)
-        elif not read[user].get('exists'):
+        elif not have.get('exists'):
             out.append('user %s: does not exist' % user)
-        elif group not in (read[user].get('groups') or []):
+        elif group not in (have.get('groups') or []):
             out.append('user %s: not in group %s' % (user, group))
     return out
 

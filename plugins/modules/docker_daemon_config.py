@@ -389,19 +389,12 @@ class DaemonConfig:
 
         new, actions = old, []
         if self.wanted_changes():
-            settings = self.params['settings'] or {}
-            remove = self.params['remove'] or []
             try:
-                dj.check_settings(settings)
-                extra = self.extra_settings()
-                dj.check_conflicts(settings, extra, remove,
-                                   dict((key, name) for name, key in CONVENIENCE_KEYS.items()))
-                new, actions = dj.plan(old, remove=remove, list_merge=self.params['list_merge'],
-                                       settings=settings)
-                new, more = dj.deep_merge(new, extra, self.params['list_merge'])
+                new, actions = dj.apply_request(
+                    old, self.params['settings'], self.extra_settings(), self.params['remove'],
+                    self.params['list_merge'], dict((key, name) for name, key in CONVENIENCE_KEYS.items()))
             except dj.DaemonJsonError as exc:
                 self.fail(str(exc))
-            actions += more
 
         changed = not dj.same(old, new)
         if not changed:

@@ -40,10 +40,10 @@ def test_check_mode_writes_nothing(tmp_path):
 def test_a_failed_write_leaves_the_old_report_and_no_temporary_file(tmp_path, monkeypatch):
     (tmp_path / 'status.md').write_text('old report\n', encoding='utf-8')
 
-    def broken_replace(src, dst):
+    def broken_rename(src, dst):
         raise OSError(28, 'No space left on device')
 
-    monkeypatch.setattr(action.os, 'replace', broken_replace)
+    monkeypatch.setattr(action._daemon_json.os, 'rename', broken_rename)
     with pytest.raises(OSError, match='No space left'):
         action.write_reports(str(tmp_path), {'status.md': 'new report\n'})
     assert (tmp_path / 'status.md').read_text(encoding='utf-8') == 'old report\n'
