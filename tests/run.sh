@@ -127,12 +127,14 @@ layer_build() {
 layer_build_ee() {
   local out=$1 inst="$1/collections/ansible_collections/homelab/gpu" ctx="$1/ee-context"
   ln -sfn meta/execution-environment.yml "$inst/execution-environment.yml"  # its paths are from the collection root
+  mkdir -p "$inst/.ee" && cp "$out"/homelab-gpu-*.tar.gz "$inst/.ee/homelab-gpu.tar.gz"  # as the docs say to
   step "ansible-builder create (meta/execution-environment.yml, no network)" bash -c \
     "cd '$inst' && unshare -n ansible-builder create --context '$ctx' &&
      grep -qx 'openssh-client \[platform:dpkg\]' '$ctx/_build/bindep.txt' &&
-     grep -qx -- '- name: homelab.gpu' '$ctx/_build/requirements.yml' &&
+     grep -qx -- '- name: collections/homelab-gpu.tar.gz' '$ctx/_build/requirements.yml' &&
+     cmp '$inst/.ee/homelab-gpu.tar.gz' '$ctx/_build/collections/homelab-gpu.tar.gz' &&
      grep -q 'ansible-core>=2.19' '$ctx/'*file"
-  rm -f "$inst/execution-environment.yml"
+  rm -rf "$inst/execution-environment.yml" "$inst/.ee"
   step "ansible-builder introspect (installed collection)" bash -c \
     "unshare -n ansible-builder introspect --sanitize '$out/collections' | tee '$out/introspect.txt' &&
      grep -q 'openssh-client \[platform:dpkg\]  # from collection homelab.gpu' '$out/introspect.txt'"

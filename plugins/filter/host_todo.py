@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.homelab.gpu.plugins.module_utils import _daemon_json, _host_plan
+from ansible_collections.homelab.gpu.plugins.module_utils import _cdi, _daemon_json, _host_plan
 
 
 def host_todo(host, wants):
@@ -34,8 +34,16 @@ def deb822(fields, comment=''):
     return '\n'.join(lines) + '\n'
 
 
+def cdi_spec_todo(want, spec_exists, note_text=''):
+    """Why the CDI spec must be written again (``_cdi.spec_todo``), ``''`` when it is current."""
+    if not isinstance(want, dict):
+        raise AnsibleFilterError('cdi_spec_todo: the input must be a dict (driver_version, gpus, spec), got %r'
+                                 % (want, ))
+    return _cdi.spec_todo(want, bool(spec_exists), note_text or '')
+
+
 class FilterModule:
-    """The filters of the roles' converged check and their apt sources."""
+    """The filters of the roles' converged check, their apt sources and the CDI spec's freshness."""
 
     def filters(self):
-        return {'host_todo': host_todo, 'deb822': deb822}
+        return {'host_todo': host_todo, 'deb822': deb822, 'cdi_spec_todo': cdi_spec_todo}

@@ -8,7 +8,7 @@ Plain functions over text and data, tested without Docker: ``docker info`` JSON,
 arguments of each. The one I/O helper, :func:`probe`, takes a ``run`` callable so that modules share it.
 
 Docker Engine reads CDI specs since 25.0, behind the daemon feature flag ``features.cdi`` up to 27.x and on by
-default from 28.0; ``docker info`` lists the spec directories (``CDISpecDirs``) only while CDI is enabled.
+default from 28.2; ``docker info`` lists the spec directories (``CDISpecDirs``) only while CDI is enabled.
 """
 
 from __future__ import annotations
@@ -23,14 +23,18 @@ try:
 except ImportError:  # pragma: no cover - PyYAML is on most hosts; the line reader below covers the rest
     HAS_YAML = False
 
+from ansible_collections.homelab.gpu.plugins.module_utils._common import command_error
+
 NVIDIA_GPU_KIND = 'nvidia.com/gpu'
 METHODS = ('gpus', 'cdi')
 MODES = ('auto',) + METHODS
 # The first Docker Engine release with CDI, and the first with CDI on by default.
 CDI_MIN_VERSION = (25, 0)
-CDI_DEFAULT_ON_VERSION = (28, 0)
+CDI_DEFAULT_ON_VERSION = (28, 2)
 # Where CDI looks when docker info does not say (the CDI spec's defaults).
 DEFAULT_SPEC_DIRS = ('/etc/cdi', '/var/run/cdi')
+# Seconds that docker info may take (a daemon that hangs on a lock answers nothing).
+INFO_TIMEOUT = 30
 _SPEC_SUFFIXES = ('.yaml', '.yml', '.json')
 _VERSION_RE = re.compile(r'(\d+)\.(\d+)(?:\.(\d+))?')
 _UUID_RE = re.compile(r'(GPU|MIG)-[0-9a-fA-F-]+')
@@ -47,7 +51,7 @@ def version_tuple(text):
 
 
 def engine_cdi_support(server_version):
-    """``'builtin'`` (28.0+), ``'feature_flag'`` (25.x-27.x), ``'none'`` (older) or ``'unknown'``."""
+    """``'builtin'`` (28.2+), ``'feature_flag'`` (25.0-28.1), ``'none'`` (older) or ``'unknown'``."""
     version = version_tuple(server_version)
     if version is None:
         return 'unknown'
@@ -162,7 +166,12 @@ def nvidia_devices(specs):
 
 
 def _device_sort_key(name):
-    return (0, int(name), '') if name.isdigit() else (1, 0, name)
+    # Indexes (ASCII digits only: str.isdigit() also takes '²', which int() refuses) in numeric order without
+    # int(), which refuses more than 4300 digits; then the other names.
+    if re.fullmatch('[0-9]+', name):
+        digits = name.lstrip('0') or '0'
+        return (0, len(digits), digits, name)
+    return (1, 0, name, name)
 
 
 # ---------------------------------------------------------------- choosing a method
@@ -193,7 +202,7 @@ def choose_method(mode, info, devices):
     support = engine_cdi_support(version)
     if support == 'none':
         return None, ('gpu_request_mode is cdi, but Docker %s has no CDI support (it came in Docker 25.0): upgrade '
-                      'Docker Engine to 25 or later (homelab.gpu.docker with docker_source: docker), or use '
+                      'Docker Engine to 25 or later (homelab.gpu.docker with docker_install_from: docker), or use '
                       'gpu_request_mode gpus' % version)
     if not have_cdi:
         return None, ('gpu_request_mode is cdi, but Docker %s has CDI turned off: set "features": {"cdi": true} in '
@@ -288,15 +297,43 @@ def read_specs(dirs, max_bytes=4 * 1024 * 1024):
     return out
 
 
+def spec_todo(want, spec_exists, note_text):
+    """Why the CDI spec must be written again, or ``''`` when it describes the host as it is.
+
+    ``want`` is what the spec should describe (the driver version, the GPU UUIDs, the spec's path), ``note_text``
+    the note written beside the spec after it was generated (JSON of an earlier ``want``), ``''`` or None when
+    there is none. A spec without a readable note (written by hand or by another tool) is written again once.
+    """
+    if not spec_exists:
+        return 'missing'
+    if not note_text:
+        return 'no note of what it was written for'
+    try:
+        note = json.loads(note_text)
+    except ValueError:
+        return 'its note is not JSON'
+    if not isinstance(note, dict):
+        return 'its note is not JSON'
+    wanted = dict(want)
+    wanted['gpus'] = sorted(wanted.get('gpus') or [])
+    if note.get('driver_version') != wanted.get('driver_version'):
+        return 'written for driver %s, the host runs %s' % (note.get('driver_version'), wanted.get('driver_version'))
+    if sorted(note.get('gpus') or []) != wanted['gpus']:
+        return 'written for another GPU set'
+    if note != wanted:
+        return 'written for another spec path'
+    return ''
+
+
 def probe(run, docker):
     """Ask Docker and the spec directories; return ``{'info', 'devices', 'error'}``.
 
-    ``run(argv, timeout)`` returns an object with ``rc``, ``stdout`` and ``stderr`` (homelab.gpu's run_command).
+    ``run(argv, timeout)`` returns a CommandResult (homelab.gpu's run_command); a time-out is named as one.
     """
-    cmd = run([docker, 'info', '--format', '{{json .}}'], 30)
+    cmd = run([docker, 'info', '--format', '{{json .}}'], INFO_TIMEOUT)
     info, error = None, None
-    if cmd.rc != 0:
-        error = 'docker info failed (rc=%s): %s' % (cmd.rc, (cmd.stderr or cmd.stdout).strip()[:500])
+    if cmd.timed_out or cmd.rc != 0:
+        error = command_error('docker info', cmd)
     else:
         try:
             info = parse_docker_info(cmd.stdout)

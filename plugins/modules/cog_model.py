@@ -225,8 +225,8 @@ options:
       - V(gpus) uses C(docker run --gpus), which needs the NVIDIA container toolkit's C(nvidia) runtime hook
         registered with Docker (any Docker version the toolkit supports).
       - V(cdi) uses Container Device Interface devices, C(docker run --device nvidia.com/gpu=<index|uuid|all>).
-        It needs Docker Engine 25 or later with CDI enabled (C(features.cdi) in daemon.json for 25 to 27, on by
-        default from 28) and a CDI spec of kind C(nvidia.com/gpu), as C(nvidia-ctk cdi generate) writes it to
+        It needs Docker Engine 25 or later with CDI enabled (C(features.cdi) in daemon.json for 25.0 to 28.1,
+        on by default from 28.2) and a CDI spec of kind C(nvidia.com/gpu), as C(nvidia-ctk cdi generate) writes it to
         C(/etc/cdi/nvidia.yaml). Pre-flight refuses with what to do when either is missing.
       - V(auto) picks V(cdi) when Docker reports CDI enabled and a C(nvidia.com/gpu) spec is present, else V(gpus).
         The choice and its reason are in RV(gpu_request).

@@ -34,8 +34,8 @@ options:
     description: Path of the docker CLI. Default is C(docker) from E(PATH).
     type: path
 notes:
-  - Docker Engine reads CDI specs from 25.0 on, behind C(features.cdi) in daemon.json up to 27.x, and by default from
-    28.0. C(docker info) lists the CDI spec directories only while CDI is enabled.
+  - Docker Engine reads CDI specs from 25.0 on, behind C(features.cdi) in daemon.json up to 28.1, and by default from
+    28.2. C(docker info) lists the CDI spec directories only while CDI is enabled.
 seealso:
   - module: homelab.gpu.cog_model
   - name: NVIDIA Container Toolkit, support for the Container Device Interface
@@ -75,7 +75,7 @@ server_version:
   sample: 26.1.5+dfsg1
 cdi_support:
   description:
-    - What the engine version can do. V(builtin) (28.0 and later), V(feature_flag) (25.x to 27.x, CDI needs
+    - What the engine version can do. V(builtin) (28.2 and later), V(feature_flag) (25.0 to 28.1, CDI needs
       C(features.cdi) in daemon.json), V(none) (before 25.0) or V(unknown).
   returned: always
   type: str
@@ -138,6 +138,8 @@ run_args_all:
   sample: [--device, nvidia.com/gpu=all]
 """
 
+import re
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _cdi
@@ -161,7 +163,7 @@ def gather(module):
     method, reason = _cdi.choose_method(module.params['gpu_request_mode'], info, devices)
     if method == 'cdi':
         args = _cdi.device_args(['all'] if 'all' in devices['devices'] else
-                                [d for d in devices['devices'] if d.isdigit()] or devices['devices'])
+                                [d for d in devices['devices'] if re.fullmatch('[0-9]+', d)] or devices['devices'])
     elif method == 'gpus':
         args = ['--gpus', 'all']
     else:

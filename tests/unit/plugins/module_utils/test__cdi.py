@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -28,7 +29,10 @@ def fixture(name):
     ('25.0.0', (25, 0, 0), 'feature_flag'),
     ('26.1.5+dfsg1', (26, 1, 5), 'feature_flag'),
     ('27.5.1', (27, 5, 1), 'feature_flag'),
-    ('28.0.0', (28, 0, 0), 'builtin'),
+    ('28.0.0', (28, 0, 0), 'feature_flag'),
+    ('28.1.1', (28, 1, 1), 'feature_flag'),
+    ('28.2.0', (28, 2, 0), 'builtin'),
+    ('28.5.2', (28, 5, 2), 'builtin'),
     ('29.1', (29, 1, 0), 'builtin'),
     ('', None, 'unknown'),
     (None, None, 'unknown'),
@@ -203,3 +207,36 @@ def test_probe_when_docker_does_not_answer(tmp_path):
     found = _cdi.probe(run, 'docker')
     assert found['info'] is None
     assert found['error'].startswith('docker info failed (rc=1): Cannot connect to the Docker daemon')
+
+
+WANT = {'driver_version': '580.95.05', 'gpus': [UUID1, UUID0], 'spec': '/etc/cdi/nvidia.yaml'}
+NOTE = json.dumps({'driver_version': '580.95.05', 'gpus': sorted([UUID0, UUID1]), 'spec': '/etc/cdi/nvidia.yaml'})
+
+
+@pytest.mark.parametrize('spec_exists, note, reason', [
+    (True, NOTE, ''),
+    (True, NOTE.replace('580.95.05', '570.172.08'), 'written for driver 570.172.08, the host runs 580.95.05'),
+    (True, json.dumps({'driver_version': '580.95.05', 'gpus': [UUID0], 'spec': '/etc/cdi/nvidia.yaml'}),
+     'written for another GPU set'),
+    (True, json.dumps({'driver_version': '580.95.05', 'gpus': [UUID0, UUID1, 'GPU-0000'],
+                       'spec': '/etc/cdi/nvidia.yaml'}), 'written for another GPU set'),
+    (True, NOTE.replace('/etc/cdi/nvidia.yaml', '/var/run/cdi/nvidia.yaml'), 'written for another spec path'),
+    (True, '', 'no note of what it was written for'),
+    (True, None, 'no note of what it was written for'),
+    (True, '{"driver_version": ', 'its note is not JSON'),
+    (True, '["580.95.05"]', 'its note is not JSON'),
+    (False, NOTE, 'missing'),
+    (False, '', 'missing'),
+])
+def test_spec_todo(spec_exists, note, reason):
+    assert _cdi.spec_todo(WANT, spec_exists, note) == reason
+
+
+def test_spec_todo_filter():
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.homelab.gpu.plugins.filter import host_todo as flt
+    todo = flt.FilterModule().filters()['cdi_spec_todo']
+    assert todo(WANT, True, NOTE) == ''
+    assert todo(WANT, 'yes', None) == 'no note of what it was written for'
+    with pytest.raises(AnsibleFilterError, match='cdi_spec_todo: the input must be a dict'):
+        todo(['580.95.05'], True, NOTE)

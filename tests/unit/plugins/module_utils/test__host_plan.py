@@ -173,7 +173,7 @@ def test_deb822_writes_the_sources_the_roles_always_wrote():
 def test_the_filter_names_a_caller_error():
     from ansible.errors import AnsibleFilterError
     from ansible_collections.homelab.gpu.plugins.filter import host_todo as flt
-    assert set(flt.FilterModule().filters()) == {'host_todo', 'deb822'}
+    assert set(flt.FilterModule().filters()) == {'host_todo', 'deb822', 'cdi_spec_todo'}
     assert flt.host_todo(HOST, {'units': [{'name': 'docker.service', 'active': True, 'enabled': True}]}) == []
     with pytest.raises(AnsibleFilterError, match='host_todo: unknown wants pakages'):
         flt.host_todo(HOST, {'pakages': {}})
