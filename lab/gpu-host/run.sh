@@ -167,7 +167,17 @@ smi
 docker ps -a --format '{{.Names}} {{.Status}}'
 
 step "6. an upgrade of model_b whose setup() raises after putting 3 GiB on the GPU is rolled back"
+# nvidia-smi sampled every 0.5 s while the play runs: the broken setup's allocation appears, then goes.
+( while :; do
+    printf '%s ' "$(date -u +%H:%M:%S.%N | cut -c1-11)"
+    nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader | tr '\n' ';'; echo
+    sleep 0.5
+  done ) >"$GPU_RUN_DIR/broken-samples.txt" 2>&1 &
+SAMPLER=$!
 play broken homelab.gpu.deploy "${INV[@]}" -e "@$GPU_RUN_DIR/b-broken.yml"
+kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null
+echo "GPU compute processes sampled during the play (time, then pid, MiB per process), changes only:"
+awk '{ line = $0; sub(/^[^ ]+ /, "", line); if (line != last) print; last = line }' "$GPU_RUN_DIR/broken-samples.txt"
 smi
 docker ps -a --format '{{.Names}} {{.Image}} {{.Status}}'
 curl -s 127.0.0.1:5001/health-check | head -c 300; echo

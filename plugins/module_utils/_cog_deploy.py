@@ -15,6 +15,8 @@ import time
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _cdi
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_api
+from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_image
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_inspect
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_plan
@@ -300,23 +302,43 @@ class CogModels:
                 self.docker.start(other)
                 self.act('started %s again (the model that took over its port failed)' % other)
 
+    @staticmethod
+    def answers_ready(cont):
+        """One look at /health-check of a running container, on the ports it publishes (a read, in check mode too)."""
+        for bind_address, port in cont['bindings']:
+            health, dummy = _cog_http.health('http://%s:%d' % (_cog_inspect.poll_host(bind_address), port))
+            if health is not None and _cog_api.is_ready(health):
+                return True
+        return False
+
     def recover_leftovers(self, models):
-        """A .previous container from an interrupted run: give it its name back, or drop it when stale."""
-        for model in models:
-            name = model['name']
+        """A .previous container from an interrupted run: give it its name back, or drop it when stale.
+
+        The container that an interrupted takeover kept (not managed by homelab.gpu) is removed only next to a new
+        container that answers READY; otherwise it gets its name back, and deploy takes it over again.
+        """
+        ready = set(name for name in _cog_plan.leftover_probes(models, self.containers)
+                    if self.answers_ready(self.containers[name]))
+        for name, what in _cog_plan.leftovers(models, self.containers, ready):
             previous = name + _cog.PREVIOUS_SUFFIX
-            if previous not in self.containers:
-                continue
-            if name in self.containers:
+            kept = '' if self.containers[previous]['managed'] else ' (not managed by homelab.gpu, kept by a takeover)'
+            if what == 'drop':
                 self.act('removed the stale %s' % previous)
+            elif what == 'finish':
+                self.act('removed %s%s, left by an interrupted run: the new %s is READY' % (previous, kept, name))
+            if what in ('drop', 'finish'):
                 self.docker.remove(previous)
                 del self.containers[previous]
-            else:
-                self.act('renamed %s, left by an interrupted run, back to %s' % (previous, name))
-                self.docker.rename(previous, name)
-                cont = self.containers.pop(previous)
-                cont['name'] = name
-                self.containers[name] = cont
+                continue
+            if what == 'undo':
+                self.act('removed %s, the new container of an interrupted takeover, which is not READY' % name)
+                self.docker.remove(name)
+                del self.containers[name]
+            self.act('renamed %s%s, left by an interrupted run, back to %s' % (previous, kept, name))
+            self.docker.rename(previous, name)
+            cont = self.containers.pop(previous)
+            cont['name'] = name
+            self.containers[name] = cont
 
     # ------------------------------------------------------------------ main
 

@@ -46,21 +46,80 @@ def untagged(models):
 
 
 def name_errors(models, containers):
-    """A model whose name (or ``<name>.previous``) belongs to a container this collection does not manage."""
+    """A model whose name (or ``<name>.previous``) belongs to a container this collection does not manage.
+
+    With ``takeover`` and state ``started``, the model's own name may be such a container (it is replaced), and so
+    may ``<name>.previous`` next to a managed ``<name>`` or none: that is the container an interrupted takeover kept,
+    and :func:`leftovers` recovers it.
+    """
     errors = []
     for i, model in enumerate(models):
         where = 'models[%d] (%s)' % (i, model['name'])
+        own = containers.get(model['name'])
         for name in (model['name'], model['name'] + _cog.PREVIOUS_SUFFIX):
             existing = containers.get(name)
-            if (existing and not existing['managed'] and name == model['name'] and model.get('takeover')
-                    and model['state'] == 'started'):
+            if not existing or existing['managed']:
                 continue
-            if existing and not existing['managed']:
-                errors.append('%s: a container named %s exists and is not managed by homelab.gpu (no label '
-                              '%s=true); rename or remove it, pick another name, or set takeover: true to let '
-                              'homelab.gpu replace it (kept until the new container is READY)'
-                              % (where, name, _cog.MANAGED_LABEL))
+            unmanaged = ('%s: a container named %s exists and is not managed by homelab.gpu (no label %s=true)'
+                         % (where, name, _cog.MANAGED_LABEL))
+            if not model.get('takeover'):
+                errors.append('%s; rename or remove it, pick another name, or set takeover: true to let homelab.gpu '
+                              'replace it (kept until the new container is READY)' % unmanaged)
+            elif model['state'] != 'started':
+                errors.append('%s; takeover applies only with state: started: set state: started to let '
+                              'homelab.gpu replace it (kept until the new container is READY), or rename or remove it'
+                              % unmanaged)
+            elif name != model['name'] and own is not None and not own['managed']:
+                errors.append('%s, and neither is %s: a takeover replaces one container, so rename or remove one of '
+                              'them' % (unmanaged, model['name']))
     return errors
+
+
+def taken_over_leftover(model, containers):
+    """Whether ``<name>.previous`` is the container that an interrupted takeover kept: not managed, next to a managed
+    container of the model's name or none, and the model still asks for ``takeover`` with state ``started``."""
+    previous = containers.get(model['name'] + _cog.PREVIOUS_SUFFIX)
+    own = containers.get(model['name'])
+    return bool(previous and not previous['managed'] and model.get('takeover') and model['state'] == 'started'
+                and (own is None or own['managed']))
+
+
+def leftover_probes(models, containers):
+    """The names of the running new containers to ask whether they are READY: those next to the container that an
+    interrupted takeover kept (see :func:`leftovers`)."""
+    return [m['name'] for m in models
+            if taken_over_leftover(m, containers) and m['name'] in containers and containers[m['name']]['running']]
+
+
+def leftovers(models, containers, ready):
+    """``[(model name, what)]`` for each ``<name>.previous`` that an interrupted run left behind.
+
+    ``ready`` holds the names of :func:`leftover_probes` that answered READY. ``what`` is:
+
+    - ``restore``: no container of the model's name, so ``.previous`` gets its name back (managed or not; a
+      container that was taken over is then taken over again, kept until the new one is READY);
+    - ``drop``: a managed ``.previous`` next to the model's container is stale and goes;
+    - ``finish``: the container that an interrupted takeover kept goes, because the new one is READY;
+    - ``undo``: the new container of an interrupted takeover is not READY, so it goes and the kept container gets
+      its name back (and is taken over again).
+
+    The container that a takeover kept is never removed before a new one is READY. Any other unmanaged ``.previous``
+    is left alone (pre-flight refused it).
+    """
+    plan = []
+    for model in models:
+        name = model['name']
+        previous = containers.get(name + _cog.PREVIOUS_SUFFIX)
+        if previous is None:
+            continue
+        if previous['managed']:
+            plan.append((name, 'drop' if name in containers else 'restore'))
+        elif taken_over_leftover(model, containers):
+            if name not in containers:
+                plan.append((name, 'restore'))
+            else:
+                plan.append((name, 'finish' if name in ready else 'undo'))
+    return plan
 
 
 def gpu_requests(models):

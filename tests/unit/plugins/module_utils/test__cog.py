@@ -34,7 +34,7 @@ H200X2 = gpus_of('h200x2-580.159.04-idle.xml')
 # ---------------------------------------------------------------- image references
 
 PARSE_IMAGE = [
-    ('seed llama by digest', LLAMA, {'name': 'r8.im/meta/llama-2-7b-chat', 'tag': None, 'digest': DIGEST}),
+    ('llama 2 chat by digest', LLAMA, {'name': 'r8.im/meta/llama-2-7b-chat', 'tag': None, 'digest': DIGEST}),
     ('tag and digest', 'r8.im/a/b:v1@' + DIGEST, {'name': 'r8.im/a/b', 'tag': 'v1', 'digest': DIGEST}),
     ('tag only', 'r8.im/a/b:v1', {'name': 'r8.im/a/b', 'tag': 'v1', 'digest': None}),
     ('implicit latest', 'ubuntu', {'name': 'ubuntu', 'tag': 'latest', 'digest': None}),
@@ -197,7 +197,7 @@ def test_exclusive_conflicts():
 
 # ---------------------------------------------------------------- docker run and config hash
 
-def test_run_argv_seed_model():
+def test_run_argv_llama_tiny_model():
     spec = _cog.run_spec(model(env={'B': 2, 'A': 'x'}))
     argv = _cog.run_argv('/usr/bin/docker', 'llama_tiny', spec, 'abc', ['GPU-1'])
     assert argv == [

@@ -35,6 +35,69 @@ def test_normalize_fills_defaults_and_keeps_a_zero():
         ('started', '6g', '0.0.0.0', 0), ('started', '1g', '0.0.0.0', 900)]
 
 
+UNMANAGED = ('models[0] (a): a container named %s exists and is not managed by homelab.gpu (no label '
+             'homelab.gpu.managed=true)')
+NO_TAKEOVER = ('; rename or remove it, pick another name, or set takeover: true to let homelab.gpu replace it (kept '
+               'until the new container is READY)')
+NOT_STARTED = ('; takeover applies only with state: started: set state: started to let homelab.gpu replace it (kept '
+               'until the new container is READY), or rename or remove it')
+
+
+@pytest.mark.parametrize('models, containers, errors', [
+    ([model('a')], {'a': container('a'), 'a.previous': container('a.previous')}, []),
+    ([model('a')], {'a': container('a', managed=False)}, [UNMANAGED % 'a' + NO_TAKEOVER]),
+    ([model('a')], {'a.previous': container('a.previous', managed=False)}, [UNMANAGED % 'a.previous' + NO_TAKEOVER]),
+    ([model('a', takeover=True)], {'a': container('a', managed=False)}, []),
+    # The container that an interrupted takeover kept, with or without the new one: recovered, not refused.
+    ([model('a', takeover=True)], {'a.previous': container('a.previous', managed=False)}, []),
+    ([model('a', takeover=True)], {'a': container('a'), 'a.previous': container('a.previous', managed=False)}, []),
+    # Two unmanaged containers: not what a takeover leaves, so neither is touched.
+    ([model('a', takeover=True)],
+     {'a': container('a', managed=False), 'a.previous': container('a.previous', managed=False)},
+     [UNMANAGED % 'a.previous' + ', and neither is a: a takeover replaces one container, so rename or remove one '
+      'of them']),
+    # takeover with another state names what to do instead of asking for takeover again.
+    ([model('a', state='stopped', takeover=True)], {'a.previous': container('a.previous', managed=False)},
+     [UNMANAGED % 'a.previous' + NOT_STARTED]),
+    ([model('a', state='absent', takeover=True)], {'a': container('a', managed=False)},
+     [UNMANAGED % 'a' + NOT_STARTED]),
+])
+def test_name_errors(models, containers, errors):
+    assert _cog_plan.name_errors(models, containers) == errors
+
+
+@pytest.mark.parametrize('models, containers, ready, probes, plan', [
+    ([model('a')], {'a': container('a')}, set(), [], []),
+    # A managed leftover: its name back, or dropped next to the model's container (as before).
+    ([model('a')], {'a.previous': container('a.previous')}, set(), [], [('a', 'restore')]),
+    ([model('a', state='stopped')], {'a': container('a'), 'a.previous': container('a.previous')}, set(), [],
+     [('a', 'drop')]),
+    # The container an interrupted takeover kept, alone: its name back (deploy takes it over again).
+    ([model('a', takeover=True)], {'a.previous': container('a.previous', managed=False, running=False)}, set(), [],
+     [('a', 'restore')]),
+    # ... next to a new container that answers READY: the takeover is finished.
+    ([model('a', takeover=True)],
+     {'a': container('a'), 'a.previous': container('a.previous', managed=False, running=False)}, {'a'}, ['a'],
+     [('a', 'finish')]),
+    # ... next to a new container that does not: the new one goes, the kept one gets its name back.
+    ([model('a', takeover=True)],
+     {'a': container('a'), 'a.previous': container('a.previous', managed=False, running=False)}, set(), ['a'],
+     [('a', 'undo')]),
+    ([model('a', takeover=True)],
+     {'a': container('a', running=False), 'a.previous': container('a.previous', managed=False, running=False)},
+     set(), [], [('a', 'undo')]),
+    # Never touched without takeover and state started, or next to an unmanaged container (pre-flight refuses).
+    ([model('a')], {'a': container('a'), 'a.previous': container('a.previous', managed=False)}, {'a'}, [], []),
+    ([model('a', state='stopped', takeover=True)], {'a.previous': container('a.previous', managed=False)}, set(),
+     [], []),
+    ([model('a', takeover=True)],
+     {'a': container('a', managed=False), 'a.previous': container('a.previous', managed=False)}, {'a'}, [], []),
+])
+def test_leftovers(models, containers, ready, probes, plan):
+    assert _cog_plan.leftover_probes(models, containers) == probes
+    assert _cog_plan.leftovers(models, containers, ready) == plan
+
+
 @pytest.mark.parametrize('models, containers, expected', [
     ([model('a')], {}, {}),
     ([model('a', state='stopped')], {'a': container('a')}, {'a': 'state stopped'}),

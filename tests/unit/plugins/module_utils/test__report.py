@@ -83,11 +83,37 @@ MODELS_INFO = {
 }
 
 
+# Two GPUs under load, as nvidia-smi reported them on a real machine (see the fixtures' README).
+SENSORS_FIXTURE = 'h200x2-580.159.04-busy.xml'
+DISK = '/var/lib/docker: %.1f GiB free' % (MODELS_INFO['docker']['data_root_free_mib'] / 1024.0)
+
+
 def _statuses():
     return [
         _report.host_status('gpubox', probe('handmade-rtx3050-8gb-consumer.xml'), models_info=MODELS_INFO),
         _report.host_status('cpubox', {'state': 'not_installed', 'message': 'nvidia-smi is not installed.'}, None, []),
+        _report.host_status('h200box', probe(SENSORS_FIXTURE), RUNTIME,
+                            models_info=dict(MODELS_INFO, models=[], other_gpu_processes=[])),
     ]
+
+
+def _sensors(fixture=SENSORS_FIXTURE):
+    """Per GPU of a fixture, read back by the probe: its index, UUID, and utilisation, temperature, power draw and
+    limit as text (whole numbers, as the report shows them)."""
+    gpus = probe(fixture)['gpus']
+    assert len(gpus) > 1 and all(g['temperature_c'] is not None and g['power_draw_w'] is not None for g in gpus)
+    return [{'index': g['index'], 'uuid': g['uuid'], 'name': g['name'], 'util': '%d %%' % g['utilization_gpu_percent'],
+             'temp': '%d' % g['temperature_c'], 'draw': '%.0f W' % g['power_draw_w'],
+             'limit': '%.0f W' % g['power_limit_w'],
+             'memory': '%d / %d / %d' % (g['memory_used_mib'], g['memory_free_mib'], g['memory_total_mib'])}
+            for g in gpus]
+
+
+def _html_sensors(gpu, middot='&middot;'):
+    """The sensor line of one GPU's card in the HTML page (``middot`` as the browser's DOM writes it)."""
+    return re.compile(r'data-gpu="%s">.*?<div class="sensors">utilisation %s %s %s °C %s power %s of %s</div>' % (
+        re.escape(gpu['uuid']), re.escape(gpu['util']), middot, gpu['temp'], middot, re.escape(gpu['draw']),
+        re.escape(gpu['limit'])))
 
 
 def test_text_report():
@@ -108,6 +134,21 @@ def test_markdown_report():
     assert '| gpubox | llama_tiny | READY | 5000 | 4616 MiB on GPU 0 | sha256:8e6975e5ed61 | 1h02m |' in md
     assert '## GPU processes of no managed model' in md
     assert '- **gpubox**: model sdxl is SETUP_FAILED' in md
+    # Per GPU: memory, utilisation, temperature, power draw and limit; per host: the free disk under Docker's data
+    # root.
+    for gpu in _sensors():
+        assert '| h200box | %d | %s | %s | %s | %s C | %s / %s | 580.159.04 |' % (
+            gpu['index'], gpu['name'], gpu['memory'], gpu['util'], gpu['temp'], gpu['draw'], gpu['limit']) in md
+    assert '| h200box | 580.159.04 / 13.0 | 26.1.5 | cdi | %s |' % DISK in md
+    assert '| cpubox | - / - | - | - | - |' in md
+
+
+def test_html_shows_sensors_and_disk():
+    page = _report.render_html(_statuses())
+    for gpu in _sensors():
+        assert _html_sensors(gpu).search(page), gpu
+    assert re.search(r'data-host="h200box">.*\n<div class="meta">Docker 26\.1\.5 &middot; GPU access: cdi &middot; '
+                     r'%s</div>' % re.escape(DISK), page)
 
 
 def test_html_escapes_and_bars():
@@ -147,6 +188,10 @@ def test_html_renders_in_headless_chromium(tmp_path):
     assert '%d MiB used' % gpu['memory_used_mib'] in dom
     assert 'llama_tiny' in dom and 'SETUP_FAILED' in dom
     assert 'class="fill' in dom
+    # What the browser built shows each GPU's sensors and the host's free disk, in the GPU's own card.
+    for sensors in _sensors():
+        assert _html_sensors(sensors, middot='\u00b7').search(dom), sensors
+    assert '26.1.5 \u00b7 GPU access: cdi \u00b7 %s' % DISK in dom
     subprocess.run(common + ['--screenshot=%s' % shot, '--window-size=1000,800', page.as_uri()],
                    capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10000  # a real rendering, not a blank page
@@ -207,12 +252,12 @@ def test_busy_is_healthy():
 
 
 def test_gpu_sensors_in_every_rendering():
-    status = _report.host_status('gpubox', probe('h100x1-580.159.04-busy.xml'), RUNTIME, [])
-    gpu = status['gpus'][0]
-    assert gpu['temperature_c'] is not None and gpu['power_draw_w'] is not None
-    text = _report.render_text([status])
-    assert '%d C' % gpu['temperature_c'] in text
-    assert '%.0f W / %.0f W' % (gpu['power_draw_w'], gpu['power_limit_w']) in text
-    page = _report.render_html([status])
-    assert '%d \u00b0C' % gpu['temperature_c'] in page
-    assert 'power %.0f W of %.0f W' % (gpu['power_draw_w'], gpu['power_limit_w']) in page
+    status = _report.host_status('h200box', probe(SENSORS_FIXTURE), RUNTIME, [])
+    renderings = {'text': _report.render_text([status]), 'markdown': _report.render_markdown([status]),
+                  'html': _report.render_html([status])}
+    for gpu in _sensors():
+        for name in ('text', 'markdown'):
+            cells = [gpu['util'], gpu['temp'] + ' C', '%s / %s' % (gpu['draw'], gpu['limit'])]
+            row = re.escape(' | '.join(cells)) if name == 'markdown' else r'\s+'.join(re.escape(c) for c in cells)
+            assert re.search(r'h200box\s+(\| )?%d\s.*%s' % (gpu['index'], row), renderings[name]), (name, gpu)
+        assert _html_sensors(gpu).search(renderings['html']), gpu

@@ -712,3 +712,77 @@ def test_takeover_never_touches_a_managed_models_port(capsys, docker):
     result = run_module(capsys, {'models': [demo('llama_tiny', 5001, takeover=True)]}, check_mode=True)
     assert result['failed'] is True
     assert 'models[0] (llama_tiny).port 5001 is already published by container other' in result['msg']
+
+
+# ---------------------------------------------------------------- an interrupted takeover
+
+KEPT = 'llama_tiny.previous (not managed by homelab.gpu, kept by a takeover)'
+
+
+def interrupted_takeover(capsys, docker, new):
+    """What a takeover of the hand-made llama_tiny leaves when it is interrupted: the hand-made container stopped and
+    renamed llama_tiny.previous, next to the new managed llama_tiny (``new``: ready, stopped, failing) or none."""
+    args = {'models': [demo('llama_tiny', takeover=True)]}
+    if new is not None:
+        docker.add('llama_tiny', port=5001, managed=False)
+        run_module(capsys, args)
+        docker.containers['llama_tiny']['running'] = new != 'stopped'
+        if new == 'failing':
+            docker.containers['llama_tiny']['env'].append('FAIL_SETUP=1')
+    docker.images.setdefault(IMAGE, docker.registry[IMAGE])
+    hand_made = docker.add('llama_tiny.previous', port=5001, managed=False, running=False)
+    docker.calls = []
+    return args, hand_made
+
+
+@pytest.mark.parametrize('new', [None, 'stopped', 'failing'])
+def test_interrupted_takeover_is_taken_over_again(capsys, docker, new):
+    args, hand_made = interrupted_takeover(capsys, docker, new)
+    undo = ['removed llama_tiny, the new container of an interrupted takeover, which is not READY'] if new else []
+    actions = undo + ['renamed %s, left by an interrupted run, back to llama_tiny' % KEPT,
+                      'took over llama_tiny, a container not managed by homelab.gpu (kept as llama_tiny.previous '
+                      'until the new one is READY)']
+    check = run_module(capsys, args, check_mode=True)
+    assert (check['changed'], check['actions']) == (True, actions)
+    assert docker.mutating_calls() == []
+    result = run_module(capsys, args)
+    assert result['actions'] == actions
+    assert result['models'][0]['health'] == 'READY'
+    assert sorted(docker.containers) == ['llama_tiny']
+    assert docker.containers['llama_tiny']['id'] != hand_made['id']
+    assert docker.containers['llama_tiny']['labels'][_cog.MANAGED_LABEL] == 'true'
+    assert run_module(capsys, args)['changed'] is False
+
+
+@pytest.mark.parametrize('new', [None, 'stopped'])
+def test_interrupted_takeover_that_fails_again_keeps_the_hand_made_container(capsys, docker, new):
+    args, hand_made = interrupted_takeover(capsys, docker, new)
+    result = run_module(capsys, {'models': [demo('llama_tiny', takeover=True, env={'FAIL_SETUP': '1'})]})
+    assert result['failed'] is True
+    assert 'the previous container (config hash none) is stopped, as it was before' in result['msg']
+    assert sorted(docker.containers) == ['llama_tiny']
+    assert docker.containers['llama_tiny']['id'] == hand_made['id']
+    # The next run is not locked out: it takes the hand-made container over.
+    assert run_module(capsys, args)['models'][0]['action'] == 'replaced'
+
+
+def test_interrupted_takeover_next_to_a_ready_new_container_is_finished(capsys, docker):
+    args, hand_made = interrupted_takeover(capsys, docker, 'ready')
+    new_id = docker.containers['llama_tiny']['id']
+    actions = ['removed %s, left by an interrupted run: the new llama_tiny is READY' % KEPT]
+    check = run_module(capsys, args, check_mode=True)
+    assert (check['changed'], check['actions']) == (True, actions)
+    assert docker.mutating_calls() == []
+    result = run_module(capsys, args)
+    assert (result['actions'], result['models'][0]['action']) == (actions, 'unchanged')
+    assert docker.mutating_calls() == [['rm', '--force', 'llama_tiny.previous']]
+    assert sorted(docker.containers) == ['llama_tiny'] and docker.containers['llama_tiny']['id'] == new_id
+    assert run_module(capsys, args)['changed'] is False
+
+
+def test_interrupted_takeover_with_another_state_says_what_to_do(capsys, docker):
+    docker.add('llama_tiny.previous', port=5001, managed=False, running=False)
+    refused(capsys, docker, {'models': [demo('llama_tiny', takeover=True, state='stopped')]},
+            'models[0] (llama_tiny): a container named llama_tiny.previous exists and is not managed by homelab.gpu '
+            '(no label homelab.gpu.managed=true); takeover applies only with state: started: set state: started to '
+            'let homelab.gpu replace it (kept until the new container is READY), or rename or remove it')
