@@ -3,11 +3,13 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A stand-in container registry on the loopback, for the tests of _registry and of cog_model's pre-flight.
 
-No registry image can be run here, so this small server speaks the part of the Registry HTTP API v2 that a
-pre-flight uses: manifests (an OCI index that points to a linux/amd64 and a linux/arm64 manifest), blobs
-(redirected to a storage path, as registries do), and token auth through a ``WWW-Authenticate: Bearer``
-challenge with Basic credentials at the token service. It logs every request, so that a test can see that
-no blob was fetched. Images are built by :func:`cog_image` with the labels that ``cog build`` writes.
+A STAND-IN, not a registry: unit tests run without Docker or a registry daemon, so this small server speaks the
+part of the Registry HTTP API v2 that a pre-flight uses: manifests (an OCI index that points to a linux/amd64
+and a linux/arm64 manifest), blobs (redirected to a storage path, as registries do), and token auth through a
+``WWW-Authenticate: Bearer`` challenge with Basic credentials at the token service. It logs every request, so
+that a test can see which blobs were fetched (never a layer). Images are built by :func:`cog_image` with the
+labels that ``cog build`` writes. The same checks against a real registry (Debian's docker-registry, with
+Basic auth) run in the molecule scenario molecule/deploy.
 """
 
 from __future__ import annotations
