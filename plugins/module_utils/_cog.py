@@ -16,7 +16,7 @@ import ipaddress
 import json
 import re
 
-from ansible_collections.homelab.gpu.plugins.module_utils._common import range_error
+from ansible_collections.homelab.gpu.plugins.module_utils._common import cut, range_error
 from ansible_collections.homelab.gpu.plugins.module_utils._cog_image import DOMAIN_RE, parse_image
 
 MANAGED_LABEL = 'homelab.gpu.managed'
@@ -35,15 +35,26 @@ RECIPE_VERSION = 1
 # Docker's own rule for container names (daemon/names: RestrictedNameChars).
 _NAME_RE = re.compile(r'[a-zA-Z0-9][a-zA-Z0-9_.-]+')
 _UUID_RE = re.compile(r'(GPU|MIG)-[0-9a-fA-F-]+')
+# A GPU index: ASCII digits (str.isdigit() also takes '²', which int() refuses), at most 4 of them past any
+# leading zeros (no host has 10000 GPUs; int() refuses more than 4300 digits).
+_INDEX_RE = re.compile(r'0*([0-9]{1,4})')
 # docker run --shm-size: a whole number of bytes, or of k, m or g.
 _SHM_RE = re.compile(r'([0-9]+)([bkmgBKMG]?)')
 _SHM_FACTOR = {'': 1, 'b': 1, 'k': 1024, 'm': 1024 ** 2, 'g': 1024 ** 3}
+# The most that docker run --shm-size takes, in bytes (a signed 64-bit count), and its digits.
+_SHM_MAX = 2 ** 63 - 1
+_SHM_MAX_DIGITS = len(str(_SHM_MAX))
 # An environment variable name as docker run --env passes it on: no '=', no white space, no NUL.
 _ENV_KEY_RE = re.compile(r'[^=\s\x00]+')
 # A registry user name for docker login: no ':' (it separates user and password), no white space or control.
 _USERNAME_RE = re.compile(r'[^:\s\x00-\x1f\x7f]+')
 # Longest readiness wait that pre-flight takes, in seconds: a day.
 READINESS_TIMEOUT_MAX = 86400
+
+
+def shown(value, limit=60):
+    """``repr(value)`` for a message, cut to ``limit`` characters: a value of 5000 digits is named, not quoted."""
+    return cut(repr(value), limit)
 
 
 # ---------------------------------------------------------------- GPU requests
@@ -72,11 +83,19 @@ def normalize_gpus(value):
     for item in value:
         if isinstance(item, bool):
             raise ValueError('has a boolean %r where a GPU index or UUID belongs' % item)
+        if isinstance(item, int) and not 0 <= item <= 9999:
+            raise ValueError('has %s, which is not a GPU index (0, 1, ... up to 9999)' % shown(item))
         text = str(item).strip()
-        if text.isdigit():
-            text = str(int(text))
+        index = _INDEX_RE.fullmatch(text)
+        if index:
+            text = str(int(index.group(1)))
+        elif re.fullmatch('[0-9]+', text):
+            raise ValueError('has %s, which is too large for a GPU index (0, 1, ... up to 9999)' % shown(item))
         elif not _UUID_RE.fullmatch(text):
-            raise ValueError('has %r, which is neither a GPU index (0, 1, ...) nor a GPU UUID (GPU-...)' % item)
+            why = ('has %s, which is neither a GPU index (0, 1, ...) nor a GPU UUID (GPU-...)' % shown(item))
+            if any(c.isdigit() for c in text):
+                why += '; write a GPU index in the digits 0-9'
+            raise ValueError(why)
         if text in out:
             raise ValueError('names GPU %s twice' % text)
         out.append(text)
@@ -97,7 +116,8 @@ def resolve_gpus(request, gpus):
     for item in request:
         found = None
         for gpu in gpus:
-            if (item.isdigit() and gpu.get('index') == int(item)) or (gpu.get('uuid') or '').lower() == item.lower():
+            if ((_INDEX_RE.fullmatch(item) and gpu.get('index') == int(item))
+                    or (gpu.get('uuid') or '').lower() == item.lower()):
                 found = gpu
                 break
         if found is None:
@@ -143,11 +163,12 @@ def shm_size_error(value):
     match = _SHM_RE.fullmatch(str(value))
     if not match:
         return 'is not a size such as 6g or 512m (a whole number, then b, k, m or g)'
-    size = int(match.group(1)) * _SHM_FACTOR[match.group(2).lower()]
-    if size == 0:
+    digits = match.group(1).lstrip('0') or '0'
+    # Judged by its length first: int() refuses more than 4300 digits.
+    if len(digits) > _SHM_MAX_DIGITS or int(digits) * _SHM_FACTOR[match.group(2).lower()] > _SHM_MAX:
+        return 'is larger than Docker can take (8 EiB); give a size such as 6g'
+    if digits == '0':
         return 'is 0, which Docker reads as its default of 64m, too small for PyTorch; give a size such as 6g'
-    if size > 2 ** 63 - 1:
-        return 'is larger than Docker can take (8 EiB)'
     return None
 
 
@@ -193,7 +214,7 @@ def option_errors(params, bind_error=None):
     for key, check in (('bind_address', bind_address_error), ('shm_size', shm_size_error)):
         error = check(params[key])
         if error:
-            errors.append('%s %r %s' % (key, params[key], error))
+            errors.append('%s %s %s' % (key, shown(params[key]), error))
     errors += registry_auth_errors(params['registry_auths'])
     if errors or bind_error is None:
         return errors
@@ -258,13 +279,13 @@ def validate_models(models):
         try:
             normalize_gpus(model.get('gpus'))
         except ValueError as exc:
-            errors.append('%s.gpus %r %s' % (label, model.get('gpus'), exc))
+            errors.append('%s.gpus %s %s' % (label, shown(model.get('gpus')), exc))
         vram = model.get('vram_mib')
         if vram is not None and vram < 0:
             errors.append('%s.vram_mib %s is negative' % (label, vram))
         shm = model.get('shm_size')
         if shm is not None and shm_size_error(shm):
-            errors.append('%s.shm_size %r %s' % (label, shm, shm_size_error(shm)))
+            errors.append('%s.shm_size %s %s' % (label, shown(shm), shm_size_error(shm)))
         bind = model.get('bind_address')
         if bind is not None and bind_address_error(bind):
             errors.append('%s.bind_address %r %s' % (label, bind, bind_address_error(bind)))

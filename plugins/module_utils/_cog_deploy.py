@@ -359,8 +359,11 @@ class CogModels:
             self.fail('Cannot list containers: %s%s' % (exc, hint))
         sets, to_stop, report = self.preflight(models)
         # registry hook (homelab.gpu _registry): read each image to start before any pull, in check mode too.
-        image_errors, image_checks = _registry.preflight(self.module, docker, models, self.gpu_info, run_command,
-                                                         self.docker.image)
+        try:
+            image_errors, image_checks = _registry.preflight(self.module, docker, models, self.gpu_info, run_command,
+                                                             self.docker.image)
+        except DeployFailed as exc:
+            self.fail('Pre-flight could not read the images on the host, so nothing was changed: %s' % exc)
         if image_errors:
             self.fail('Pre-flight refused the model list: %s' % '; '.join(image_errors), image_checks=image_checks)
         before = dict((m['name'], _cog_plan.state_of(self.containers, m['name'])) for m in models)
@@ -391,7 +394,11 @@ class CogModels:
             for name in to_stop:
                 after.setdefault(name, dict(before[name], state='stopped'))
         else:
-            self.containers = self.docker.containers()
+            try:
+                self.containers = self.docker.containers()
+            except DeployFailed as exc:
+                self.fail('The models were deployed, but listing the containers afterwards failed: %s' % exc,
+                          models=results, gpus=report, gpu_request=self.gpu_request)
             after = dict((name, _cog_plan.state_of(self.containers, name)) for name in before)
         self.module.exit_json(changed=self.changed, actions=self.actions, models=results, gpus=report,
                               gpu_request=self.gpu_request, diff={'before': before, 'after': after},

@@ -20,6 +20,7 @@ from ansible_collections.homelab.gpu.plugins.module_utils import _cog_api
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_inspect
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
+from ansible_collections.homelab.gpu.plugins.module_utils._common import command_error
 
 
 class DeployFailed(Exception):
@@ -43,7 +44,7 @@ class DockerCLI:
         """Run a read; return stdout, raise DeployFailed on failure."""
         cmd = self.run(self.module, [self.docker] + args, timeout=timeout)
         if cmd.rc != 0:
-            raise DeployFailed(self._failure(args, cmd, timeout, what))
+            raise DeployFailed(self._failure(args, cmd, what))
         return cmd.stdout
 
     def containers(self):
@@ -57,7 +58,7 @@ class DockerCLI:
         """One container's summary, None when there is none of that name."""
         cmd = self.run(self.module, [self.docker, 'container', 'inspect', name], timeout=60)
         if cmd.rc != 0:
-            return None
+            return self._absent(['container', 'inspect', name], cmd)
         return _cog_inspect.parse_inspect(cmd.stdout).get(name)
 
     def image(self, ref):
@@ -70,7 +71,7 @@ class DockerCLI:
             return self._images[ref]
         cmd = self.run(self.module, [self.docker, 'image', 'inspect', ref], timeout=60)
         if cmd.rc != 0:
-            return None
+            return self._absent(['image', 'inspect', ref], cmd)
         try:
             entry = json.loads(cmd.stdout)[0]
         except (ValueError, IndexError, TypeError):
@@ -95,7 +96,7 @@ class DockerCLI:
             return ''
         cmd = self.run(self.module, [self.docker] + args, timeout=timeout, data=data)
         if cmd.rc != 0:
-            raise DeployFailed(self._failure(args, cmd, timeout, what))
+            raise DeployFailed(self._failure(args, cmd, what))
         return cmd.stdout
 
     def login(self, registry, username, password):
@@ -134,12 +135,15 @@ class DockerCLI:
             os.chmod(path, mode)
         return True
 
+    def _absent(self, args, cmd):
+        """None for an inspect that found nothing; a time-out or a daemon error is no answer, and fails the run."""
+        if not cmd.timed_out and 'no such' in ('%s%s' % (cmd.stderr, cmd.stdout)).lower():
+            return None
+        raise DeployFailed(self._failure(args, cmd, ' '.join(args[:2])))
+
     @staticmethod
-    def _failure(args, cmd, timeout, what):
-        if cmd.timed_out:
-            return 'docker %s timed out after %s s' % (what or args[0], timeout)
-        said = (cmd.stderr or cmd.stdout).strip()
-        return 'docker %s failed (rc=%s): %s' % (what or ' '.join(args[:2]), cmd.rc, said)
+    def _failure(args, cmd, what):
+        return command_error('docker %s' % (what or ' '.join(args[:2])), cmd)
 
 
 class CogAPI:

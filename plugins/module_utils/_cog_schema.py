@@ -30,6 +30,7 @@ import math
 import re
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_http
+from ansible_collections.homelab.gpu.plugins.module_utils._common import cut
 
 MODES = ('coerce', 'strict', 'raw')
 SCHEMA_PATH = '/openapi.json'
@@ -179,7 +180,10 @@ def _convert(kind, value, coerce):
         if isinstance(value, int) and not isinstance(value, bool):
             return value, None
         if coerce and isinstance(value, str) and _INTEGER_RE.fullmatch(value.strip()):
-            return int(value.strip()), None
+            try:
+                return int(value.strip()), None
+            except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+                return None, 'is an integer of %d digits, too long to convert' % len(value.strip())
         if coerce and isinstance(value, float) and value.is_integer():
             return int(value), None
         return None, 'is not an integer'
@@ -224,16 +228,16 @@ def _check_one(field, value, coerce):
         return None, 'input %s is null, but the model does not accept null for it' % name
     converted, why = _convert(field['type'], value, coerce)
     if why:
-        return None, 'input %s: %s %s (the model declares %s)' % (name, json.dumps(value), why, field['type'])
+        return None, 'input %s: %s %s (the model declares %s)' % (name, cut(json.dumps(value)), why, field['type'])
     if field['choices'] is not None and not any(_same_choice(converted, c) for c in field['choices']):
         return None, 'input %s: %s is not one of %s' % (
-            name, json.dumps(converted), ', '.join(json.dumps(c) for c in field['choices']))
+            name, cut(json.dumps(converted)), ', '.join(json.dumps(c) for c in field['choices']))
     if _is_number(converted):
         low, high = field['minimum'], field['maximum']
         if _is_number(low) and converted < low:
-            return None, 'input %s: %s is less than the minimum of %s' % (name, json.dumps(converted), low)
+            return None, 'input %s: %s is less than the minimum of %s' % (name, cut(json.dumps(converted)), low)
         if _is_number(high) and converted > high:
-            return None, 'input %s: %s is greater than the maximum of %s' % (name, json.dumps(converted), high)
+            return None, 'input %s: %s is greater than the maximum of %s' % (name, cut(json.dumps(converted)), high)
     return converted, None
 
 

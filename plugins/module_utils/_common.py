@@ -24,6 +24,8 @@ class CommandResult(t.NamedTuple):
     stdout: str
     stderr: str
     timed_out: bool
+    # The limit it ran under, in seconds (None: none), so that a message can say how long it waited.
+    timeout: t.Optional[float] = None
 
 
 def run_command(module, argv, timeout=None, data=None, kill_after=None):
@@ -51,7 +53,36 @@ def run_command(module, argv, timeout=None, data=None, kill_after=None):
     # The exit status alone cannot tell the command's own 124 (or a kill from elsewhere) from a time-out;
     # the time it ran can.
     timed_out = bounded and rc in TIMEOUT_RCS and time.monotonic() - start >= timeout
-    return CommandResult(rc, out, err, timed_out)
+    return CommandResult(rc, out, err, timed_out, timeout if bounded else None)
+
+
+def command_error(what, cmd, first_line=False, limit=500):
+    """What a command that did not succeed did, for a message; ``what`` names the command (``docker info``).
+
+    A time-out is named as one, whatever exit status it left (124, 137 or -9, see :data:`TIMEOUT_RCS`):
+    ``docker info timed out after 30 s``. Anything else is ``docker info failed (rc=1): <what it said>``: its
+    stderr, else its stdout (only the first line that is not blank with ``first_line``), cut at ``limit``
+    characters, or ``(no output)``. Every caller of :func:`run_command` builds its failure text here; a time-out
+    always leaves a non-zero rc, so ``if cmd.rc != 0: ... command_error(...)`` covers both.
+    """
+    if cmd.timed_out:
+        return '%s timed out after %s s' % (what, _seconds(cmd.timeout)) if cmd.timeout else '%s timed out' % what
+    said = (cmd.stderr or '').strip() or (cmd.stdout or '').strip()
+    if first_line:
+        said = said.splitlines()[0].strip() if said else ''
+    if len(said) > limit:
+        said = said[:limit].rstrip() + '...'
+    return '%s failed (rc=%s): %s' % (what, cmd.rc, said or '(no output)')
+
+
+def cut(text, limit=60):
+    """``text`` for a message, cut to ``limit`` characters with its length named: 5000 digits are named, not quoted."""
+    return text if len(text) <= limit else '%s... (%d characters)' % (text[:limit], len(text))
+
+
+def _seconds(value):
+    """``30`` for 30 or 30.0, ``1.5`` for 1.5: a limit as the user gave it."""
+    return int(value) if float(value).is_integer() else value
 
 
 def range_error(name, value, low, high, what, meaning):

@@ -103,6 +103,30 @@ class _NotFinite:
         self.text = text
 
 
+class _LoneSurrogate:
+    """Stands in, in a problem report, for text with half of a UTF-16 surrogate pair (``"\\ud800"`` alone in
+    JSON): it stands for no character, so it cannot be written as UTF-8. ``text`` is the escape, ``in_key``
+    whether it is in a key (else in a value)."""
+
+    def __init__(self, text, in_key):
+        self.text = text
+        self.in_key = in_key
+
+
+def _lone_surrogate(text):
+    """The escape (``\\ud800``) of the first lone surrogate in ``text``, else None."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError as exc:
+        return '\\u%04x' % ord(text[exc.start])
+    return None
+
+
+def _shown(key):
+    """A key as a message can hold it: a lone surrogate as its escape."""
+    return key.encode('utf-8', 'backslashreplace').decode('utf-8') if isinstance(key, str) else key
+
+
 def _parse_float(text):
     value = float(text)
     return value if math.isfinite(value) else _NotFinite(text)
@@ -141,6 +165,12 @@ def parse(text, path=DEFAULT_PATH):
         if where is None:
             raise DaemonJsonError('%s is nested more than %d levels deep, which no daemon configuration is; %s'
                                   % (path, MAX_DEPTH, _UNTOUCHED))
+        if isinstance(value, _LoneSurrogate):
+            raise DaemonJsonError('%s has the escape %s in the %s at %s: half of a UTF-16 surrogate pair, which '
+                                  'stands for no character (dockerd reads it as U+FFFD), so the file could not be '
+                                  'written back as UTF-8; write the character meant (or both halves of its pair) '
+                                  'instead, or remove it; it was left untouched'
+                                  % (path, value.text, 'key' if value.in_key else 'value', where))
         raise DaemonJsonError('%s has %s at %s, which is not a finite number: JSON has no NaN or Infinity, and '
                               'dockerd refuses it; %s' % (path, value.text, where, _UNTOUCHED))
     return data
@@ -149,9 +179,11 @@ def parse(text, path=DEFAULT_PATH):
 def find_problem(data):
     """The first value in ``data`` that cannot go into daemon.json, as ``(where, value)``; else ``None``.
 
-    ``where`` is the dotted key path, with ``[i]`` for list items (``registry-mirrors[2]``); a
-    problem value is a non-finite float or a :class:`_NotFinite` stand-in. Nesting deeper
-    than :data:`MAX_DEPTH` is ``(None, None)``. Walks without recursion, so any depth is safe.
+    ``where`` is the dotted key path, with ``[i]`` for list items (``registry-mirrors[2]``) and a lone surrogate
+    shown as its escape; a problem value is a non-finite float or a :class:`_NotFinite` stand-in, or a
+    :class:`_LoneSurrogate` for a key or string with half of a surrogate pair (which JSON's ``\\ud800`` escape
+    lets in, and which no UTF-8 file can hold). Nesting deeper than :data:`MAX_DEPTH` is ``(None, None)``. Walks
+    without recursion, so any depth is safe.
     """
     stack = [(data, '', 0)]
     while stack:
@@ -163,11 +195,18 @@ def find_problem(data):
             children = []
             for key, child in items:
                 if isinstance(value, dict):
-                    name = join_path([key]) if not where else '%s.%s' % (where, join_path([key]))
+                    name = join_path([_shown(key)]) if not where else '%s.%s' % (where, join_path([_shown(key)]))
+                    escape = _lone_surrogate(key) if isinstance(key, str) else None
+                    if escape:
+                        return name, _LoneSurrogate(escape, True)
                 else:
                     name = '%s[%d]' % (where, key)
                 children.append((child, name, depth + 1))
             stack.extend(reversed(children))
+        elif isinstance(value, str):
+            escape = _lone_surrogate(value)
+            if escape:
+                return where, _LoneSurrogate(escape, False)
         elif isinstance(value, _NotFinite):
             return where, value
         elif isinstance(value, float) and not math.isfinite(value):
@@ -176,7 +215,8 @@ def find_problem(data):
 
 
 def check_settings(settings, name='settings'):
-    """Refuse requested values that cannot be written as JSON (``NaN``, ``inf``) or nest absurdly deep."""
+    """Refuse requested values that cannot be written as JSON (``NaN``, ``inf``, a lone surrogate) or nest
+    absurdly deep."""
     problem = find_problem(settings)
     if problem is None:
         return
@@ -184,6 +224,10 @@ def check_settings(settings, name='settings'):
     if where is None:
         raise DaemonJsonError('%s nests more than %d levels deep, which no daemon configuration does'
                               % (name, MAX_DEPTH))
+    if isinstance(value, _LoneSurrogate):
+        raise DaemonJsonError('%s.%s has the escape %s in its %s: half of a UTF-16 surrogate pair, which stands for '
+                              'no character and cannot be written as UTF-8; give the character itself'
+                              % (name, where, value.text, 'key' if value.in_key else 'value'))
     raise DaemonJsonError('%s.%s is %s, which is not a finite number: JSON has no NaN or Infinity, and dockerd '
                           'refuses it; give a finite number' % (name, where, value.text))
 

@@ -37,7 +37,7 @@ import shlex
 import tempfile
 import typing as t
 
-from ansible_collections.homelab.gpu.plugins.module_utils._common import run_command
+from ansible_collections.homelab.gpu.plugins.module_utils._common import command_error, run_command
 
 DEFAULT_CHAIN = 'HOMELAB-GPU-MODELS'
 DOCKER_USER = 'DOCKER-USER'
@@ -330,7 +330,8 @@ def describe_current(chain, args) -> str:
     port = _value_after(args, '--ctorigdstport')
     comment = _value_after(args, '--comment')
     candidates = [Rule(LOOPBACK, None, 'RETURN', LOOPBACK_COMMENT)]
-    if port and port.isdigit() and comment is not None:
+    # ASCII digits only (str.isdigit() also takes '²', which int() refuses) and at most a port's five.
+    if port and re.fullmatch('[0-9]{1,5}', port) and comment is not None:
         candidates += [Rule(_value_after(args, '-s'), int(port), 'RETURN', comment),
                        Rule(None, int(port), 'DROP', comment)]
     for rule in candidates:
@@ -370,8 +371,7 @@ class Runner:
         """``(text, legacy_hint)`` of ``iptables-save -t filter``."""
         res = run_command(self.module, [self.bins['iptables-save'], '-t', 'filter'], timeout=COMMAND_TIMEOUT)
         if res.rc != 0:
-            raise FirewallError('iptables-save -t filter failed (rc=%s): %s'
-                                % (res.rc, (res.stderr or res.stdout).strip() or '(no output)'))
+            raise FirewallError(command_error('iptables-save -t filter', res))
         return res.stdout, 'iptables-legacy tables present' in res.stderr
 
     def run(self, command):
@@ -381,8 +381,7 @@ class Runner:
             return
         res = run_command(self.module, argv, timeout=COMMAND_TIMEOUT, data=command.data)
         if res.rc != 0:
-            said = (res.stderr or res.stdout).strip() or '(no output)'
-            raise FirewallError('%s failed (rc=%s): %s' % (' '.join([command.tool] + command.args), res.rc, said))
+            raise FirewallError(command_error(' '.join([command.tool] + command.args), res))
 
 
 def read_file(path):

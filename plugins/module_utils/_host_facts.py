@@ -36,7 +36,8 @@ import threading
 from ansible_collections.homelab.gpu.plugins.module_utils import _cdi
 from ansible_collections.homelab.gpu.plugins.module_utils import _daemon_json
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
-from ansible_collections.homelab.gpu.plugins.module_utils._common import KILL_AFTER, CommandResult, free_bytes
+from ansible_collections.homelab.gpu.plugins.module_utils._common import (KILL_AFTER, CommandResult, command_error,
+                                                                          free_bytes)
 
 # Where the host's state is read; module-level so that tests can point them at a temporary tree.
 SYSTEMD_DIR = '/run/systemd/system'
@@ -119,10 +120,10 @@ def run_bounded(argv, timeout, kill_after=KILL_AFTER):
         proc = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, close_fds=True, start_new_session=True)
     except OSError as exc:
-        return CommandResult(127, '', '%s: %s' % (argv[0], exc.strerror or exc), False)
+        return CommandResult(127, '', '%s: %s' % (argv[0], exc.strerror or exc), False, timeout)
     try:
         out, err = proc.communicate(timeout=timeout)
-        return CommandResult(proc.returncode, decode(out), decode(err), False)
+        return CommandResult(proc.returncode, decode(out), decode(err), False, timeout)
     except subprocess.TimeoutExpired:
         pass
     rc = 124
@@ -141,7 +142,7 @@ def run_bounded(argv, timeout, kill_after=KILL_AFTER):
                     pipe.close()
                 except OSError:
                     pass
-    return CommandResult(rc, decode(out), decode(err), True)
+    return CommandResult(rc, decode(out), decode(err), True, timeout)
 
 
 def start_all(tasks):
@@ -231,11 +232,12 @@ def parse_dpkg_query(text):
     return packages
 
 
-def dpkg_error(rc, stderr):
-    """None when dpkg-query's exit status means it answered (1: some package is unknown), else the message."""
-    if rc in (0, 1):
+def dpkg_error(cmd):
+    """None when dpkg-query answered (exit status 1: some package is unknown), else the message."""
+    if cmd.rc in (0, 1):
         return None
-    return 'dpkg-query failed (rc=%s): %s' % (rc, first_line(stderr) or '(no output)')
+    # Its stdout is the package list, not what went wrong.
+    return command_error('dpkg-query', cmd._replace(stdout=''), first_line=True)
 
 
 def unit_id(name):
@@ -562,7 +564,7 @@ def probe_secure_boot(mokutil):
         return {'secure_boot': None, 'secure_boot_detail': 'mokutil is not installed'}
     cmd = run_bounded([mokutil, '--sb-state'], COMMAND_TIMEOUT)
     if cmd.timed_out:
-        return {'secure_boot': None, 'secure_boot_detail': 'mokutil --sb-state timed out after %d s' % COMMAND_TIMEOUT}
+        return {'secure_boot': None, 'secure_boot_detail': command_error('mokutil --sb-state', cmd)}
     secure_boot, detail = parse_sb_state(cmd.stdout, cmd.stderr)
     return {'secure_boot': secure_boot, 'secure_boot_detail': detail}
 
@@ -573,9 +575,7 @@ def probe_packages(dpkg_query, names):
     if dpkg_query is None:
         return {}, 'dpkg-query is not installed (not a Debian or Ubuntu host?)'
     cmd = run_bounded([dpkg_query, '--show', '--showformat=%s' % DPKG_FORMAT, '--'] + list(names), COMMAND_TIMEOUT)
-    if cmd.timed_out:
-        return {}, 'dpkg-query timed out after %d s' % COMMAND_TIMEOUT
-    error = dpkg_error(cmd.rc, cmd.stderr)
+    error = dpkg_error(cmd)
     if error:
         return {}, error
     wanted = set(names)
@@ -589,10 +589,8 @@ def probe_units(systemctl, units):
         return {}, 'systemctl is not installed'
     cmd = run_bounded([systemctl, 'show', '--property=%s' % ','.join(UNIT_PROPERTIES), '--'] + list(units),
                       COMMAND_TIMEOUT)
-    if cmd.timed_out:
-        return {}, 'systemctl show timed out after %d s' % COMMAND_TIMEOUT
     if cmd.rc != 0:
-        return {}, 'systemctl show failed (rc=%s): %s' % (cmd.rc, first_line(cmd.stderr, cmd.stdout) or '(no output)')
+        return {}, command_error('systemctl show', cmd, first_line=True)
     return parse_systemctl_show(cmd.stdout, list(units)), None
 
 

@@ -9,12 +9,15 @@ tests can feed them recorded output (tests/unit/fixtures/nvidia-smi/).
 
 from __future__ import annotations
 
+import math
 import re
 
 # nvidia-smi's XML is produced by a local, root-installed binary on the managed host and is
 # trusted input; defusedxml is not available on the targets, so the standard library parser
 # is used. ElementTree does not fetch the external DTD that the DOCTYPE names.
 from xml.etree import ElementTree
+
+from ansible_collections.homelab.gpu.plugins.module_utils._common import CommandResult, command_error
 
 STATE_OK = 'ok'
 STATE_NOT_INSTALLED = 'not_installed'
@@ -126,8 +129,8 @@ def _first_text(elem, paths):
 def parse_number(value, units=None):
     """Turn ``"81559 MiB"``, ``"35 C"``, ``"69.92 W"``, ``"0 %"`` into a number (int when whole).
 
-    ``units`` is the set of unit spellings accepted (lower case); anything else, and every
-    N/A-like text, gives None.
+    ``units`` is the set of unit spellings accepted (lower case); anything else, every N/A-like text, and a
+    number too large for a float (a run of 309 digits or more, which float() turns into infinity) give None.
     """
     if value is None:
         return None
@@ -138,7 +141,17 @@ def parse_number(value, units=None):
     if units is not None and unit not in units:
         return None
     number = float(match.group(1))
+    if not math.isfinite(number):
+        return None
     return int(number) if number.is_integer() and '.' not in match.group(1) else number
+
+
+def _whole(number):
+    """``number`` rounded to an int; None for None, and for a float that is not finite (a huge amount times a
+    factor). An int is whole already (and math.isfinite would overflow on one of more than 308 digits)."""
+    if number is None or isinstance(number, int):
+        return number
+    return int(round(number)) if math.isfinite(number) else None
 
 
 def parse_mib(value):
@@ -147,17 +160,15 @@ def parse_mib(value):
     if number is None:
         return None
     unit = _NUMBER_RE.fullmatch(value).group(2).lower()
-    return int(round(number * _MIB_FACTOR[unit]))
+    return _whole(number * _MIB_FACTOR[unit])
 
 
 def parse_percent(value):
-    number = parse_number(value, units=('%', ''))
-    return None if number is None else int(round(number))
+    return _whole(parse_number(value, units=('%', '')))
 
 
 def parse_celsius(value):
-    number = parse_number(value, units=('c', ''))
-    return None if number is None else int(round(number))
+    return _whole(parse_number(value, units=('c', '')))
 
 
 def parse_watts(value):
@@ -178,10 +189,10 @@ def parse_enabled(value):
 
 
 def _int_or_none(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    # ASCII digits only: int() also reads other scripts' digits ('١٢').
+    if value is None or not re.fullmatch('-?[0-9]{1,18}', value):
         return None
+    return int(value)
 
 
 def _parse_process(proc):
@@ -284,9 +295,9 @@ def classify(rc, stdout, stderr, timed_out=False, timeout=None):
     result = empty_result()
     result.update({'state': STATE_ERROR, 'message': '', 'reboot_required': False, 'notices': []})
     stdout, stderr = decode(stdout), decode(stderr)
+    cmd = CommandResult(rc, stdout, stderr, timed_out, timeout)
     if timed_out:
-        result['message'] = ('nvidia-smi timed out after %s s (a hung GPU or driver?). %s'
-                             % (timeout, ADVICE[STATE_ERROR]))
+        result['message'] = '%s (a hung GPU or driver?). %s' % (command_error('nvidia-smi', cmd), ADVICE[STATE_ERROR])
         return result
 
     both = '%s\n%s' % (stdout or '', stderr or '')
@@ -305,8 +316,8 @@ def classify(rc, stdout, stderr, timed_out=False, timeout=None):
         return result
 
     if rc != 0:
-        result['message'] = ('nvidia-smi -q -x failed with rc=%s: %s. %s'
-                             % (rc, _first_line(stderr, stdout).rstrip('.') or '(no output)', ADVICE[STATE_ERROR]))
+        said = command_error('nvidia-smi -q -x', cmd, first_line=True).rstrip('.')
+        result['message'] = '%s. %s' % (said, ADVICE[STATE_ERROR])
         return result
 
     try:

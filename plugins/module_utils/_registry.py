@@ -41,7 +41,7 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_image
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
-from ansible_collections.homelab.gpu.plugins.module_utils._common import free_bytes
+from ansible_collections.homelab.gpu.plugins.module_utils._common import command_error, free_bytes
 
 CONFIG_LABEL = 'run.cog.config'
 SCHEMA_LABEL = 'run.cog.openapi_schema'
@@ -74,6 +74,8 @@ _CUDA_RE = re.compile(r'([0-9]+)\.([0-9]+)(?:\.[0-9]+)*')
 _CHALLENGE_RE = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)="([^"]*)"')
 _DIGEST_RE = re.compile(r'sha256:[0-9a-f]{64}')
 _LOOPBACK = ('localhost', '127.0.0.1', '::1', '[::1]')
+# Seconds that docker info may take when pre-flight asks for Docker's data root.
+INFO_TIMEOUT = 60
 
 
 class RegistryError(Exception):
@@ -349,12 +351,15 @@ def local_config(entry):
 
 
 def free_space(run, module, docker):
-    """``(Docker's data root, free bytes)``, or ``(None, None)`` when docker info does not say."""
-    cmd = run(module, [docker, 'info', '--format', '{{.DockerRootDir}}'], timeout=60)
-    root = cmd.stdout.strip() if cmd.rc == 0 else ''
+    """``(Docker's data root, free bytes, error)``; ``(None, None, None)`` when docker info does not say, and
+    ``(None, None, why)`` when it failed or timed out, so that the check can say why the space went unchecked."""
+    cmd = run(module, [docker, 'info', '--format', '{{.DockerRootDir}}'], timeout=INFO_TIMEOUT)
+    if cmd.rc != 0:
+        return None, None, command_error('docker info', cmd)
+    root = cmd.stdout.strip()
     if not root.startswith('/'):
-        return None, None
-    return root, free_bytes(root)
+        return None, None, None
+    return root, free_bytes(root), None
 
 
 def preflight(module, docker, models, gpu_info, run, inspect_image):
@@ -408,8 +413,10 @@ def _read(run, module, docker, registry, image, where, check, space, errors, ins
             manifest = registry.manifest(loc)
             check.update(source='registry', size=image_size(manifest))
             if 'root' not in space:
-                space['root'], space['free'] = free_space(run, module, docker)
+                space['root'], space['free'], space['error'] = free_space(run, module, docker)
                 space['planned'] = 0
+            if space['error']:
+                check['note'] = 'free space not checked before the pull: %s' % space['error']
             problem = space_problem(where, image, check['size'], space['free'], space['root'], space['planned'])
             if problem:
                 # Refused on the manifest alone: no blob is read.

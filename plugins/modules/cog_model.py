@@ -130,6 +130,9 @@ options:
           - A container of the model's name is stopped and renamed C(<name>.previous) until the new container is
             READY, then removed. If the new one fails, it gets its name back and is started again, as in a
             rollback.
+          - A run interrupted during a takeover (the user's container left as C(<name>.previous)) is finished by the
+            next run when the new container answers READY, and undone otherwise. Undone means the user's container
+            gets its name back, stopped as the interrupted run left it, and the takeover starts again.
           - A container of another name that publishes the model's port is stopped before the new container
             starts, and started again if the new one fails. Once the new one is READY it is left stopped, not
             removed.

@@ -90,23 +90,25 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_logs
-from ansible_collections.homelab.gpu.plugins.module_utils._common import run_command
+from ansible_collections.homelab.gpu.plugins.module_utils._common import command_error, run_command
+
+# Seconds that each docker command may take.
+DOCKER_TIMEOUT = 60
 
 
 def read_logs(module, docker):
     params = module.params
-    ps = run_command(module, _cog_logs.ps_argv(docker, _cog.MANAGED_LABEL), timeout=60)
+    ps = run_command(module, _cog_logs.ps_argv(docker, _cog.MANAGED_LABEL), timeout=DOCKER_TIMEOUT)
     if ps.rc != 0:
-        module.fail_json(msg='docker ps failed (rc=%s): %s' % (ps.rc, (ps.stderr or ps.stdout).strip()))
+        module.fail_json(msg=command_error('docker ps', ps))
     names, error = _cog_logs.select_models(ps.stdout, params['names'])
     if error:
         module.fail_json(msg=error)
     models = []
     for name in names:
-        logs = run_command(module, _cog_logs.logs_argv(docker, name, params['lines']), timeout=60)
+        logs = run_command(module, _cog_logs.logs_argv(docker, name, params['lines']), timeout=DOCKER_TIMEOUT)
         if logs.rc != 0:
-            models.append({'name': name, 'lines': [], 'error': 'docker logs %s failed (rc=%s): %s'
-                           % (name, logs.rc, (logs.stderr or logs.stdout).strip())})
+            models.append({'name': name, 'lines': [], 'error': command_error('docker logs %s' % name, logs)})
             continue
         models.append({'name': name, 'error': None, 'lines': _cog_logs.merge_streams(
             logs.stdout, logs.stderr, params['lines'], timestamps=params['timestamps'])})

@@ -298,10 +298,14 @@ from ansible_collections.homelab.gpu.plugins.module_utils import _gpu_procs
 from ansible_collections.homelab.gpu.plugins.module_utils import _host_facts
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 from ansible_collections.homelab.gpu.plugins.module_utils import _cog_schema
-from ansible_collections.homelab.gpu.plugins.module_utils._common import free_bytes, range_error, run_command
+from ansible_collections.homelab.gpu.plugins.module_utils._common import (command_error, free_bytes, range_error,
+                                                                          run_command)
 
 
 class CogModelsInfo:
+    # Seconds that each docker command may take.
+    docker_timeout = 60
+
     def __init__(self, module):
         self.module = module
         self.params = module.params
@@ -312,15 +316,15 @@ class CogModelsInfo:
     def read(self, docker):
         """``(containers by name, error)`` from one ps and one inspect."""
         ps = run_command(self.module, [docker, 'ps', '--all', '--quiet', '--no-trunc',
-                                       '--filter', 'label=%s=true' % _cog.MANAGED_LABEL], timeout=60)
+                                       '--filter', 'label=%s=true' % _cog.MANAGED_LABEL], timeout=self.docker_timeout)
         if ps.rc != 0:
-            return None, 'docker ps failed (rc=%s): %s' % (ps.rc, (ps.stderr or ps.stdout).strip())
+            return None, command_error('docker ps', ps)
         ids = ps.stdout.split()
         if not ids:
             return {}, None
-        inspect = run_command(self.module, [docker, 'container', 'inspect'] + ids, timeout=60)
+        inspect = run_command(self.module, [docker, 'container', 'inspect'] + ids, timeout=self.docker_timeout)
         if inspect.rc != 0:
-            return None, 'docker container inspect failed (rc=%s): %s' % (inspect.rc, inspect.stderr.strip())
+            return None, command_error('docker container inspect', inspect)
         return _cog_inspect.parse_inspect(inspect.stdout), None
 
     def describe(self, summary, now):

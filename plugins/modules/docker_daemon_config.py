@@ -312,7 +312,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.gpu.plugins.module_utils._common import run_command
+from ansible_collections.homelab.gpu.plugins.module_utils._common import command_error, run_command
 from ansible_collections.homelab.gpu.plugins.module_utils import _daemon_json as dj
 
 # Convenience option -> the daemon.json key it sets (for messages).
@@ -357,6 +357,8 @@ class DaemonConfig:
         if not dockerd:
             return None, 'dockerd was not found on this host; the content was not validated'
         res = run_command(self.module, [dockerd, '--help'], timeout=HELP_TIMEOUT)
+        if res.timed_out:
+            return None, '%s; the content was not validated' % command_error('dockerd --help', res)
         if not dj.supports_validate(res.stdout + '\n' + res.stderr):
             return None, UNSUPPORTED
         return dockerd, None
@@ -366,8 +368,7 @@ class DaemonConfig:
         res = run_command(self.module, [dockerd, '--validate', '--config-file', staged], timeout=VALIDATE_TIMEOUT)
         output = '\n'.join(s.strip() for s in (res.stdout, res.stderr) if s.strip())
         if res.timed_out:
-            self.fail('dockerd --validate did not finish within %d seconds; %s was left untouched'
-                      % (VALIDATE_TIMEOUT, self.path))
+            self.fail('%s; %s was left untouched' % (command_error('dockerd --validate', res), self.path))
         if res.rc != 0:
             if dj.rejects_validate_flag(output):
                 return False, UNSUPPORTED

@@ -93,6 +93,8 @@ NORMALIZE = [
     ('index strings', ['0', '1'], ['0', '1']),
     ('csv string', '0,1', ['0', '1']),
     ('leading zero', ['01'], ['1']),
+    ('many leading zeros', ['0' * 5000 + '3'], ['3']),
+    ('index 9999', ['9999'], ['9999']),
     ('uuid', ['GPU-5a0e2c1d-8b7f-4e3a-9c61-2f4d7b8e9a10'], ['GPU-5a0e2c1d-8b7f-4e3a-9c61-2f4d7b8e9a10']),
     ('mig uuid', ['MIG-5a0e2c1d-8b7f'], ['MIG-5a0e2c1d-8b7f']),
 ]
@@ -107,7 +109,17 @@ NORMALIZE_BAD = [
     ('boolean', True, 'not a boolean'),
     ('boolean in list', [True], 'boolean'),
     ('name', ['rtx3050'], "neither a GPU index"),
-    ('negative', [-1], "neither a GPU index"),
+    ('negative', [-1], "not a GPU index"),
+    ('negative string', ['-1'], "neither a GPU index"),
+    # str.isdigit() takes these, int() then raised "invalid literal for int()": ASCII digits only.
+    ('superscript two', ['\u00b2'],
+     "has '\u00b2', which is neither a GPU index \\(0, 1, ...\\) nor a GPU UUID \\(GPU-...\\); write a GPU index in the digits 0-9"),
+    ('Arabic-Indic digit', ['\u0663'], "has '\u0663', which is neither a GPU index"),
+    ('fullwidth digit', ['\uff11'], "has '\uff11', which is neither a GPU index"),
+    # int() raised "Exceeds the limit (4300 digits)": too large, by its length.
+    ('5000 digits', ['9' * 5000], r"has '9999999999.*\.\.\. \(5002 characters\), which is too large for a GPU index"),
+    ('10000', ['10000'], "has '10000', which is too large for a GPU index"),
+    ('huge int', [10 ** 30], 'has 1000000000000000000000000000000, which is not a GPU index'),
     ('twice', [0, '0'], 'names GPU 0 twice'),
     ('dict', {'a': 1}, 'must be all, none'),
 ]
@@ -589,6 +601,10 @@ HOSTILE = [
     ('GPU UUID with a space inside', {'gpus': ['GPU-5a0e 2c1d']}, "has 'GPU-5a0e 2c1d', which is neither"),
     ('GPU UUID with a comma', {'gpus': 'GPU-5a0e,x'}, "has 'x', which is neither"),
     ('GPU UUID non-ASCII', {'gpus': ['GPU-5a0é']}, "has 'GPU-5a0é', which is neither"),
+    ('GPU index superscript', {'gpus': ['\u00b2']},
+     "models[0] (llama_tiny).gpus ['\u00b2'] has '\u00b2', which is neither a GPU index (0, 1, ...) nor a GPU UUID "
+     '(GPU-...); write a GPU index in the digits 0-9'),
+    ('GPU index of 5000 digits', {'gpus': ['7' * 5000]}, "which is too large for a GPU index (0, 1, ... up to 9999)"),
     # shm size (docker run --shm-size)
     ('shm trailing newline', {'shm_size': '6g\n'}, "shm_size '6g\\n' is not a size such as 6g or 512m"),
     ('shm with a space', {'shm_size': '6 g'}, "shm_size '6 g' is not a size"),
@@ -597,6 +613,15 @@ HOSTILE = [
     ('shm negative', {'shm_size': '-1g'}, "shm_size '-1g' is not a size"),
     ('shm zero', {'shm_size': '0'}, "shm_size '0' is 0, which Docker reads as its default of 64m"),
     ('shm too large', {'shm_size': '9' * 20 + 'g'}, 'is larger than Docker can take (8 EiB)'),
+    # int() raised ValueError (more than 4300 digits): judged by length, the value quoted only in part.
+    ('shm 5000 digits', {'shm_size': '9' * 5000 + 'g'},
+     "shm_size '" + '9' * 59 + '... (5003 characters) is larger than Docker can take (8 EiB)'),
+    ('shm 5000 digits in bytes', {'shm_size': '1' * 5000}, 'is larger than Docker can take (8 EiB)'),
+    ('shm leading zeros', {'shm_size': '0' * 5000 + '6g'}, None),
+    ('shm the most Docker takes', {'shm_size': str(2 ** 63 - 1)}, None),
+    ('shm one byte more', {'shm_size': str(2 ** 63)}, 'is larger than Docker can take (8 EiB)'),
+    ('shm 8 EiB in g', {'shm_size': '8589934592g'}, 'is larger than Docker can take (8 EiB)'),
+    ('shm zero in g', {'shm_size': '000g'}, "is 0, which Docker reads as its default of 64m"),
     ('shm 512m', {'shm_size': '512m'}, None),
     ('shm bytes', {'shm_size': '67108864'}, None),
     # bind address (docker run --publish ADDRESS:port:5000 takes an IP literal only)

@@ -148,6 +148,9 @@ FIT_REFUSED = [
      ['input n: "12x" is not an integer (the model declares integer)']),
     ('fraction for an integer', 'coerce', {'prompt': 'x', 'n': '1.5'},
      ['input n: "1.5" is not an integer (the model declares integer)']),
+    ('more digits than Python converts', 'coerce', {'prompt': 'x', 'n': '9' * 5000},
+     ['input n: "%s... (5002 characters) is an integer of 5000 digits, too long to convert (the model declares '
+      'integer)' % ('9' * 59)]),
     ('bool is no integer', 'coerce', {'prompt': 'x', 'n': True},
      ['input n: true is not an integer (the model declares integer)']),
     ('not a number', 'coerce', {'prompt': 'x', 'temperature': 'warm'},

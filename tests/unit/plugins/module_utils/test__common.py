@@ -60,6 +60,40 @@ def test_output_that_is_not_utf8_is_decoded_with_replacement_characters(module, 
     assert cmd.stdout.encode('utf-8')  # no lone surrogates: JSON and XML take it
 
 
+COMMAND_ERRORS = [
+    # A time-out is named as one, whichever status timeout(1) left: 124 (SIGTERM), 137 or -9 (SIGKILL).
+    ('SIGTERM', _common.CommandResult(124, '', '', True, 30), {}, 'docker info timed out after 30 s'),
+    ('SIGKILL', _common.CommandResult(137, 'partial', 'half a line', True, 30), {}, 'docker info timed out after 30 s'),
+    ('SIGKILL of timeout itself', _common.CommandResult(-9, '', '', True, 1.5), {},
+     'docker info timed out after 1.5 s'),
+    ('time-out of a stand-in result without its limit', _common.CommandResult(-9, '', '', True), {},
+     'docker info timed out'),
+    # rc -9 or 124 without a time-out (killed from elsewhere, or the command's own status) is a failure.
+    ('killed from elsewhere', _common.CommandResult(-9, '', '', False, 30), {}, 'docker info failed (rc=-9): (no output)'),
+    ('its own 124', _common.CommandResult(124, '', 'boom\n', False, 30), {}, 'docker info failed (rc=124): boom'),
+    ('stderr first', _common.CommandResult(1, 'out', ' Cannot connect \n', False, 30), {},
+     'docker info failed (rc=1): Cannot connect'),
+    ('stdout when stderr is blank', _common.CommandResult(1, 'said on stdout\n', ' \n', False, 30), {},
+     'docker info failed (rc=1): said on stdout'),
+    ('first line only', _common.CommandResult(2, '', '\nline one\nline two\n', False, 30), {'first_line': True},
+     'docker info failed (rc=2): line one'),
+    ('cut at the limit', _common.CommandResult(1, '', 'x' * 600, False, 30), {},
+     'docker info failed (rc=1): ' + 'x' * 500 + '...'),
+]
+
+
+@pytest.mark.parametrize('cmd, kwargs, message', [c[1:] for c in COMMAND_ERRORS], ids=[c[0] for c in COMMAND_ERRORS])
+def test_command_error(cmd, kwargs, message):
+    assert _common.command_error('docker info', cmd, **kwargs) == message
+
+
+@needs_timeout
+def test_a_killed_time_out_reads_as_a_time_out(module):
+    cmd = _common.run_command(module, ['sh', '-c', "trap '' TERM; sleep 30"], timeout=1, kill_after=0.2)
+    assert (cmd.timed_out, cmd.timeout) == (True, 1)
+    assert _common.command_error('docker info', cmd) == 'docker info timed out after 1 s'
+
+
 RANGES = [
     (5, None),
     (1, None),

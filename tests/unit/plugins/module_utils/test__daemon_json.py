@@ -31,6 +31,7 @@ PARSE_OK = [
     ('lab file', LAB_FILE, {'storage-driver': 'vfs'}),
     ('nvidia-ctk file', NVIDIA_CTK_FILE, {'runtimes': {'nvidia': {'args': [], 'path': 'nvidia-container-runtime'}}}),
     ('unicode', '{"labels": ["ort=Zürich", "名前=gpu"]}', {'labels': ['ort=Zürich', '名前=gpu']}),
+    ('an escaped surrogate pair', '{"labels": ["\\ud83d\\ude00"]}', {'labels': ['\U0001f600']}),
 ]
 
 
@@ -100,6 +101,21 @@ PARSE_BAD = [
     ('-1e400 at the top', '{"x": -1E+400}',
      "/etc/docker/daemon.json has -1E+400 at x, which is not a finite number: JSON has no NaN or "
      "Infinity, and dockerd refuses it; fix or remove it, it was left untouched"),
+    # Half of a surrogate pair: json.loads takes it, no UTF-8 file can hold it (the write once raised
+    # UnicodeEncodeError, and check mode said it would succeed).
+    ('lone surrogate in a value', '{"a": "\\ud800"}',
+     "/etc/docker/daemon.json has the escape \\ud800 in the value at a: half of a UTF-16 surrogate pair, which "
+     "stands for no character (dockerd reads it as U+FFFD), so the file could not be written back as UTF-8; write "
+     "the character meant (or both halves of its pair) instead, or remove it; it was left untouched"),
+    ('lone low surrogate in a key', '{"log-opts": {"tag\\udfff": "x"}}',
+     "/etc/docker/daemon.json has the escape \\udfff in the key at log-opts.tag\\udfff: half of a UTF-16 "
+     "surrogate pair, which stands for no character (dockerd reads it as U+FFFD), so the file could not be written "
+     "back as UTF-8; write the character meant (or both halves of its pair) instead, or remove it; it was left "
+     "untouched"),
+    ('reversed pair in a list', '{"labels": ["ok", "\\ude00\\ud83d"]}',
+     "/etc/docker/daemon.json has the escape \\ude00 in the value at labels[1]: half of a UTF-16 surrogate pair, "
+     "which stands for no character (dockerd reads it as U+FFFD), so the file could not be written back as UTF-8; "
+     "write the character meant (or both halves of its pair) instead, or remove it; it was left untouched"),
     ('101 levels', '{"a": ' + '[' * 100 + ']' * 100 + '}',
      "/etc/docker/daemon.json is nested more than 100 levels deep, which no daemon configuration is; "
      "fix or remove it, it was left untouched"),
@@ -420,6 +436,17 @@ def test_check_settings_refuses_non_finite(settings, message):
     with pytest.raises(dj.DaemonJsonError) as exc:
         dj.check_settings(settings)
     assert str(exc.value) == message + ': JSON has no NaN or Infinity, and dockerd refuses it; give a finite number'
+
+
+@pytest.mark.parametrize('settings, message', [
+    ({'labels': ['a=\ud800']}, 'settings.labels[0] has the escape \\ud800 in its value'),
+    ({'log-opts': {'x\udc80': '1'}}, 'settings.log-opts.x\\udc80 has the escape \\udc80 in its key'),
+], ids=['value', 'key'])
+def test_check_settings_refuses_lone_surrogates(settings, message):
+    with pytest.raises(dj.DaemonJsonError) as exc:
+        dj.check_settings(settings)
+    assert str(exc.value) == message + (': half of a UTF-16 surrogate pair, which stands for no character and cannot '
+                                        'be written as UTF-8; give the character itself')
 
 
 def test_check_settings_depth():

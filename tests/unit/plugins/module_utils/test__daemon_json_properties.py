@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _daemon_json as dj
@@ -19,16 +20,50 @@ from ansible_collections.homelab.gpu.plugins.module_utils import _daemon_json as
 settings.register_profile('homelab', database=None, deadline=None, max_examples=100)
 settings.load_profile('homelab')
 
-# Keys as daemon.json has them (runtimes.nvidia.path, log-opts.max-size) and any text at all, dots included.
-KEYS = st.one_of(st.sampled_from(['runtimes', 'nvidia', 'path', 'log-opts', 'max-size', 'dns', 'a', 'a.b', '']),
-                 st.text(max_size=8))
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12),
-                    st.floats(allow_nan=False, allow_infinity=False))
-JSON = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                     st.dictionaries(KEYS, inner, max_size=4)),
-                    max_leaves=20)
-OBJECTS = st.dictionaries(KEYS, JSON, max_size=6)
+
+def objects(text):
+    """JSON objects whose keys and strings come from ``text(max_size)``."""
+    # Keys as daemon.json has them (runtimes.nvidia.path, log-opts.max-size) and any text at all, dots included.
+    keys = st.one_of(st.sampled_from(['runtimes', 'nvidia', 'path', 'log-opts', 'max-size', 'dns', 'a', 'a.b', '']),
+                     text(8))
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), text(12),
+                        st.floats(allow_nan=False, allow_infinity=False))
+    values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                           st.dictionaries(keys, inner, max_size=4)),
+                          max_leaves=20)
+    return keys, values, st.dictionaries(keys, values, max_size=6)
+
+
+def text_with_surrogates(max_size):
+    """Any text, and in about half of the draws one lone surrogate in it: JSON's "\\ud800" escape (or a file
+    read with surrogateescape) gives Python such text, and no UTF-8 file can hold it."""
+    return st.one_of(st.text(max_size=max_size),
+                     st.tuples(st.text(max_size=max_size // 2), st.characters(categories=['Cs']),
+                               st.text(max_size=max_size // 2)).map(''.join))
+
+
+# Text that can be written as UTF-8, and text that may not be.
+KEYS, JSON, OBJECTS = objects(lambda size: st.text(max_size=size))
+HOSTILE_JSON, HOSTILE_OBJECTS = objects(text_with_surrogates)[1:]
 MODES = st.sampled_from(dj.LIST_MERGE_MODES)
+
+
+def writable(text):
+    """What stage_file writes: the text as UTF-8 bytes (raises UnicodeEncodeError on a lone surrogate)."""
+    return text.encode('utf-8')
+
+
+def through_the_checks(old, overlay):
+    """``(old as parse() reads the file, overlay)`` as the module gets them, or None when parse() or
+    check_settings() refuses one: then with the lone surrogate named, the only thing these objects hold that is
+    refused."""
+    try:
+        old = dj.parse(json.dumps(old), dj.DEFAULT_PATH)
+        dj.check_settings(overlay)
+    except dj.DaemonJsonError as exc:
+        assert 'half of a UTF-16 surrogate pair' in str(exc), exc
+        return None
+    return old, overlay
 
 
 def key_paths(data, prefix=()):
@@ -67,7 +102,7 @@ def replaced_by_settings(path, overlay):
     return False
 
 
-@given(old=OBJECTS, overlay=OBJECTS, mode=MODES)
+@given(old=HOSTILE_OBJECTS, overlay=HOSTILE_OBJECTS, mode=MODES)
 def test_merge_loses_no_key(old, overlay, mode):
     before = json.dumps(old)
     merged, _actions = dj.deep_merge(old, overlay, mode)
@@ -78,7 +113,7 @@ def test_merge_loses_no_key(old, overlay, mode):
     assert json.dumps(old) == before, 'the old config was changed in place'
 
 
-@given(old=OBJECTS, overlay=OBJECTS, mode=MODES)
+@given(old=HOSTILE_OBJECTS, overlay=HOSTILE_OBJECTS, mode=MODES)
 def test_merge_puts_every_setting_in_place(old, overlay, mode):
     merged, _actions = dj.deep_merge(old, overlay, mode)
     for path in dj.leaf_paths(overlay):
@@ -93,10 +128,15 @@ def test_merge_puts_every_setting_in_place(old, overlay, mode):
             assert dj.same(got, want)
 
 
-@given(old=OBJECTS, overlay=OBJECTS, mode=MODES)
+@given(old=HOSTILE_OBJECTS, overlay=HOSTILE_OBJECTS, mode=MODES)
 def test_merge_writes_valid_json_and_a_second_merge_is_a_no_op(old, overlay, mode):
+    checked = through_the_checks(old, overlay)
+    if checked is None:
+        return
+    old, overlay = checked
     merged, actions = dj.deep_merge(old, overlay, mode)
     text = dj.serialize(merged)
+    assert json.loads(writable(text).decode('utf-8')) is not None
     assert dj.same(json.loads(text), merged)
     assert dj.same(dj.parse(text, dj.DEFAULT_PATH), merged)
     again, more = dj.deep_merge(dj.parse(text, dj.DEFAULT_PATH), overlay, mode)
@@ -126,13 +166,21 @@ def test_plan_removes_what_it_is_asked_to_and_is_idempotent(old, overlay, data, 
     assert dj.same(again, new)
 
 
-@given(config=OBJECTS)
+@given(config=HOSTILE_OBJECTS)
 def test_serialize_parse_round_trip(config):
-    assert dj.same(dj.parse(dj.serialize(config), dj.DEFAULT_PATH), config)
+    text = dj.serialize(config)
+    try:
+        writable(text)
+    except UnicodeEncodeError:
+        # Text no file can hold: parse() refuses it, naming the escape, before anything is written.
+        with pytest.raises(dj.DaemonJsonError, match='half of a UTF-16 surrogate pair'):
+            dj.parse(text, dj.DEFAULT_PATH)
+        return
+    assert dj.same(dj.parse(text, dj.DEFAULT_PATH), config)
 
 
-@given(text=st.one_of(st.text(max_size=60), st.builds(json.dumps, JSON),
-                      st.builds(lambda v, cut: json.dumps(v)[:cut], OBJECTS, st.integers(0, 40))))
+@given(text=st.one_of(text_with_surrogates(60), st.builds(json.dumps, HOSTILE_JSON),
+                      st.builds(lambda v, cut: json.dumps(v)[:cut], HOSTILE_OBJECTS, st.integers(0, 40))))
 def test_parse_returns_an_object_or_its_own_error(text):
     try:
         data = dj.parse(text, '/etc/docker/daemon.json')
@@ -140,7 +188,7 @@ def test_parse_returns_an_object_or_its_own_error(text):
         assert str(exc).startswith('/etc/docker/daemon.json ')
         return
     assert isinstance(data, dict)
-    dj.serialize(data)  # anything parse() lets through can be written back as JSON
+    writable(dj.serialize(data))  # anything parse() lets through can be written back, as UTF-8 JSON
 
 
 NON_FINITE = st.sampled_from([float('nan'), float('inf'), float('-inf')])

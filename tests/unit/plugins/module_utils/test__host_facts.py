@@ -17,6 +17,7 @@ import time
 import pytest
 
 from ansible_collections.homelab.gpu.plugins.module_utils import _host_facts
+from ansible_collections.homelab.gpu.plugins.module_utils._common import CommandResult
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'host')
 
@@ -155,15 +156,18 @@ def test_dpkg_query(text, expected):
     assert _host_facts.parse_dpkg_query(text) == expected
 
 
-@pytest.mark.parametrize('rc, stderr, error', [
-    (0, '', None),
-    (1, 'dpkg-query: no packages found matching nosuch-pkg\n', None),
-    (2, 'dpkg-query: error: parsing file \'/var/lib/dpkg/status\' near line 4:\n no package name\n',
+@pytest.mark.parametrize('rc, stderr, timed_out, error', [
+    (0, '', False, None),
+    (1, 'dpkg-query: no packages found matching nosuch-pkg\n', False, None),
+    (2, 'dpkg-query: error: parsing file \'/var/lib/dpkg/status\' near line 4:\n no package name\n', False,
      "dpkg-query failed (rc=2): dpkg-query: error: parsing file '/var/lib/dpkg/status' near line 4:"),
-    (2, '', 'dpkg-query failed (rc=2): (no output)'),
+    (2, '', False, 'dpkg-query failed (rc=2): (no output)'),
+    # Killed at the time-out (SIGKILL after an ignored SIGTERM): a time-out, not a failure with rc 137.
+    (137, '', True, 'dpkg-query timed out after 30 s'),
+    (124, '', True, 'dpkg-query timed out after 30 s'),
 ])
-def test_dpkg_error(rc, stderr, error):
-    assert _host_facts.dpkg_error(rc, stderr) == error
+def test_dpkg_error(rc, stderr, timed_out, error):
+    assert _host_facts.dpkg_error(CommandResult(rc, 'ii\tlibc6\n', stderr, timed_out, 30)) == error
 
 
 # ---------------------------------------------------------------- systemctl show
@@ -301,7 +305,7 @@ def test_data_root_without_mountinfo_walks_up_to_a_mount_point(tmp_path, monkeyp
 
 def test_run_bounded_reads_both_streams_and_the_status():
     cmd = _host_facts.run_bounded(['sh', '-c', 'printf out; printf err >&2; exit 3'], 10)
-    assert cmd == (3, 'out', 'err', False)
+    assert cmd == (3, 'out', 'err', False, 10)
 
 
 def test_run_bounded_a_missing_binary_is_127_not_an_exception(tmp_path):

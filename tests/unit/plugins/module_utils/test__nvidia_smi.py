@@ -163,7 +163,7 @@ CLASSIFY_CASES = {
         6, '', 'no_devices', False, 0, 'nvidia-smi: No devices were found. ' + NO_DEVICES_ADVICE),
     'real-bogus-arg.stdout.txt': (
         255, '', 'error', False, 0,
-        "nvidia-smi -q -x failed with rc=255: ERROR: Option --bogus-arg is not recognized. Please run 'nvidia-smi -h'. "
+        "nvidia-smi -q -x failed (rc=255): ERROR: Option --bogus-arg is not recognized. Please run 'nvidia-smi -h'. "
         'Run "nvidia-smi -q" on the host to see the error.'),
 }
 
@@ -198,10 +198,10 @@ def test_classify_fixture(name):
     (137, '', '', True, 'error', False,
      'nvidia-smi timed out after 7 s (a hung GPU or driver?). Run "nvidia-smi -q" on the host to see the error.'),
     (15, 'Unable to determine the device handle for GPU0000:01:00.0: Unknown Error\n', '', False, 'error', False,
-     'nvidia-smi -q -x failed with rc=15: Unable to determine the device handle for GPU0000:01:00.0: Unknown Error. '
+     'nvidia-smi -q -x failed (rc=15): Unable to determine the device handle for GPU0000:01:00.0: Unknown Error. '
      'Run "nvidia-smi -q" on the host to see the error.'),
     (1, '', '', False, 'error', False,
-     'nvidia-smi -q -x failed with rc=1: (no output). Run "nvidia-smi -q" on the host to see the error.'),
+     'nvidia-smi -q -x failed (rc=1): (no output). Run "nvidia-smi -q" on the host to see the error.'),
     (0, '', '', False, 'error', False, 'no XML in the output of nvidia-smi. Run "nvidia-smi -q" on the host'
      ' to see the error.'),
     (0, '<?xml version="1.0" ?><other/>', '', False, 'error', False,
@@ -236,6 +236,40 @@ def test_classify_table(rc, stdout, stderr, timed_out, state, reboot, message):
     (_nvidia_smi.parse_enabled, 'Unknown', None),
 ])
 def test_value_parsers(function, text, expected):
+    got = function(text)
+    assert got == expected
+    assert type(got) is type(expected)
+
+
+# Number fields that no real nvidia-smi prints, as a broken or hostile one could.
+HOSTILE_NUMBERS = [
+    # More digits than a float holds (309 and up) once became inf, and int(round(inf)) raised OverflowError.
+    ('309 digits', _nvidia_smi.parse_number, '9' * 309, None),
+    ('5000 digits', _nvidia_smi.parse_number, '1' * 5000 + ' MiB', None),
+    ('400 digits and a fraction', _nvidia_smi.parse_number, '1' * 400 + '.5 W', None),
+    ('MiB of 309 digits', _nvidia_smi.parse_mib, '9' * 309 + ' MiB', None),
+    ('percent of 400 digits', _nvidia_smi.parse_percent, '9' * 400 + ' %', None),
+    ('celsius of 400 digits', _nvidia_smi.parse_celsius, '-' + '9' * 400 + ' C', None),
+    ('watts of 400 digits', _nvidia_smi.parse_watts, '9' * 400 + ' W', None),
+    # Finite, but not once a factor is applied: 1e307 GiB (a fraction, so a float) is inf MiB.
+    ('1e307 GiB as MiB', _nvidia_smi.parse_mib, '1' + '0' * 307 + '.5 GiB', None),
+    ('1e300 MiB', _nvidia_smi.parse_mib, '1' + '0' * 300 + ' MiB', int(1e300)),
+    ('1e300 GiB', _nvidia_smi.parse_mib, '1' + '0' * 300 + ' GiB', int(1e300) * 1024),
+    # Words that float() reads as numbers; the pattern never lets them in.
+    ('inf', _nvidia_smi.parse_number, 'inf', None),
+    ('nan', _nvidia_smi.parse_number, 'nan', None),
+    ('Infinity MiB', _nvidia_smi.parse_number, 'Infinity MiB', None),
+    ('NaN percent', _nvidia_smi.parse_percent, 'NaN %', None),
+    ('-inf celsius', _nvidia_smi.parse_celsius, '-inf C', None),
+    # Only ASCII digits: int() reads '١٢' (Arabic-Indic) as 12, and refuses '²', which str.isdigit() accepts.
+    ('Arabic-Indic digits', _nvidia_smi.parse_number, '\u0661\u0662 MiB', None),
+    ('superscript two', _nvidia_smi.parse_percent, '\u00b2 %', None),
+]
+
+
+@pytest.mark.parametrize('function, text, expected', [c[1:] for c in HOSTILE_NUMBERS],
+                         ids=[c[0] for c in HOSTILE_NUMBERS])
+def test_value_parsers_on_hostile_numbers(function, text, expected):
     got = function(text)
     assert got == expected
     assert type(got) is type(expected)

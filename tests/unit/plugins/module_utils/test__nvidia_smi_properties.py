@@ -5,7 +5,8 @@
 of its states, or parse_xml its own ValueError, and never raises anything else.
 
 Inputs: arbitrary bytes, the text AnsibleModule.run_command makes of them by default (undecodable bytes as
-surrogates), and the recorded outputs of tests/unit/fixtures/nvidia-smi/ mutated byte by byte.
+surrogates), the recorded outputs of tests/unit/fixtures/nvidia-smi/ mutated byte by byte, and those outputs with
+the text of their number fields replaced (long runs of digits, words that float() reads, other scripts' digits).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import io
 import json
 import pathlib
+import re
 from unittest import mock
 
 import pytest
@@ -96,6 +98,46 @@ def test_mutated_captures(name, mutations, rc):
         return  # parse_xml's own error, which classify turns into state error
     assert parsed['gpu_count'] == len(parsed['gpus'])
     assert all(isinstance(n, str) for n in notices)
+
+
+# A number field: an element whose whole text is a number, with or without a unit ("81559 MiB", "36 C", "0").
+NUMBER_FIELD_RE = re.compile(rb'<([a-z_]+)>(-?[0-9]+(?:\.[0-9]+)? ?[A-Za-z%]*)</\1>')
+# The fields the reader turns into numbers (memory, utilization, temperature, power, fan, pid, minor number).
+PARSED_FIELDS = ['total', 'used', 'free', 'reserved', 'gpu_util', 'memory_util', 'gpu_temp', 'instant_power_draw',
+                 'power_draw', 'average_power_draw', 'current_power_limit', 'power_limit', 'fan_speed',
+                 'used_memory', 'pid', 'minor_number']
+# Every number field of the captures, parsed or not.
+ALL_NUMBER_FIELDS = sorted({m.group(1).decode() for data in CAPTURES.values() for m in NUMBER_FIELD_RE.finditer(data)})
+# A run of digits, up to past the 308 that a float holds and the 4300 that int() reads from text.
+DIGIT_RUN = st.tuples(st.sampled_from('0123456789'), st.integers(min_value=1, max_value=5000),
+                      st.text('0123456789', max_size=4)).map(lambda t: t[0] * t[1] + t[2])
+NUMBER_TEXT = st.one_of(
+    st.tuples(st.sampled_from(['', '-']), DIGIT_RUN, st.sampled_from(['', '.']), st.sampled_from(['', '5']),
+              st.sampled_from(['', ' ', ' MiB', ' GiB', ' KiB', ' %', ' C', ' W'])).map(''.join),
+    st.tuples(DIGIT_RUN, st.just('.'), DIGIT_RUN, st.sampled_from([' GiB', ' W'])).map(''.join),
+    st.sampled_from(['inf', 'nan', 'NaN %', '-Infinity C', '1e400 W', '1_000 MiB', '\u0661\u0662 MiB', '\u00b2 %',
+                     '\uff11\uff12']),
+)
+
+
+@PROPERTY
+@given(name=st.sampled_from(REAL_XML), field=st.one_of(st.sampled_from(PARSED_FIELDS), st.sampled_from(ALL_NUMBER_FIELDS)),
+       text=NUMBER_TEXT)
+def test_any_text_in_the_number_fields_of_a_real_capture_keeps_it_ok(name, field, text):
+    """A number field holding 5000 digits (once inf, then OverflowError in int(round(...))), or inf, nan, '١٢':
+    the GPUs are still read, the field is a number or None, and nothing raises."""
+    capture = CAPTURES[name]
+    data = re.sub(rb'<%s>[^<]*</%s>' % (field.encode(), field.encode()),
+                  lambda m: b'<%s>%s</%s>' % (field.encode(), text.encode(), field.encode()), capture)
+    before = _nvidia_smi.classify(0, capture, b'')
+    after = _nvidia_smi.classify(0, data, b'')
+    check_result(after)
+    assert after['state'] == 'ok'
+    assert [g['uuid'] for g in after['gpus']] == [g['uuid'] for g in before['gpus']]
+    for gpu in after['gpus']:
+        for key, value in gpu.items():
+            if key.endswith(('_mib', '_percent', '_c', '_w')) or key == 'minor_number':
+                assert value is None or isinstance(value, (int, float)), (key, value)
 
 
 # Bytes that stay inside a text node: anything but the two that start markup.

@@ -53,6 +53,8 @@ class FakeDocker:
         self.warned = []
         # docker info: an engine without CDI (before 25.0), with the nvidia runtime registered.
         self.info = {'ServerVersion': '24.0.7', 'CDISpecDirs': None, 'Runtimes': {'runc': {}, 'nvidia': {}}}
+        # Commands (their first two words) that hang until run_command's time limit kills them.
+        self.hang = set()
 
     def ok(self, out=''):
         return CommandResult(0, out, '', False)
@@ -81,6 +83,8 @@ class FakeDocker:
     def __call__(self, module, argv, timeout=None, data=None):
         args = list(argv[1:])
         self.calls.append((args, data))
+        if any(tuple(args[:len(h)]) == h for h in self.hang):
+            return CommandResult(-9, '', '', True, timeout)
         if args[:1] == ['ps']:
             return self.ok('\n'.join(c['id'] for c in self.containers.values()))
         if args[:2] == ['container', 'inspect']:
@@ -410,6 +414,33 @@ def test_failed_replacement_rolls_back(capsys, docker):
     assert docker.containers['demo_a']['id'] == old_id
     assert docker.containers['demo_a']['running']
     assert any(a.startswith('rolled back demo_a') for a in result['actions'])
+
+
+def test_an_image_inspect_that_times_out_is_no_answer(capsys, docker):
+    # A hung docker is not "no such image": nothing is pulled, created or removed on its word.
+    run_module(capsys, {'models': [demo()]})
+    before = (dict(docker.containers), dict(docker.images))
+    docker.hang.add(('image', 'inspect'))
+    calls = len(docker.calls)
+    result = run_module(capsys, {'models': [demo(image=IMAGE2)]})
+    assert result['failed'] is True
+    assert 'docker image inspect timed out after 60 s' in result['msg']
+    assert (docker.containers, docker.images) == before
+    assert not [a for a, _ in docker.calls[calls:] if a[:1] in (['pull'], ['run'], ['rm'], ['stop'], ['rename'])]
+
+
+def test_a_container_inspect_that_times_out_fails_the_start_and_the_next_run_recovers(capsys, docker):
+    # The new container's own inspect hangs: that is a failed start named as a time-out, not a gone container.
+    docker.hang.add(('container', 'inspect', 'demo_b'))
+    result = run_module(capsys, {'models': [demo(), demo('demo_b', 5002)]})
+    assert result['failed'] is True
+    assert 'docker container inspect timed out after 60 s' in result['msg']
+    assert 'is gone' not in result['msg']
+    docker.hang.clear()
+    result = run_module(capsys, {'models': [demo(), demo('demo_b', 5002)]})
+    assert not result.get('failed'), result['msg']
+    assert sorted(docker.containers) == ['demo_a', 'demo_b']
+    assert [m['health'] for m in result['models']] == ['READY', 'READY']
 
 
 def test_failed_new_model_is_removed(capsys, docker):

@@ -66,7 +66,7 @@ def stand_in(docker, monkeypatch, tmp_path):  # noqa: F811  pylint: disable=rede
     monkeypatch.setattr(_cog_deploy, 'run_command', lambda module, argv, timeout=None, data=None: (
         CommandResult(0, str(root) + '\n', '', False) if argv[1:2] == ['info'] else fake(module, argv, timeout, data)))
     yield type('StandInRegistry', (), {'refs': refs, 'port': port, 'docker': docker, 'root': str(root),
-                           'auths': [dict(AUTHS[0], registry='127.0.0.1:%d' % port)]})
+                                       'auths': [dict(AUTHS[0], registry='127.0.0.1:%d' % port)]})
     server.shutdown()
     server.server_close()
 

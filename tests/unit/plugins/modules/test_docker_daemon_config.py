@@ -20,6 +20,7 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.homelab.gpu.plugins.module_utils import _common
 from ansible_collections.homelab.gpu.plugins.module_utils import _daemon_json as dj
 from ansible_collections.homelab.gpu.plugins.modules import docker_daemon_config
 
@@ -752,3 +753,44 @@ def test_no_change_no_validation(capsys, tmp_path, daemon_json, dockerd):
     assert result['validated'] is False
     assert result['validation_message'] == 'no change; nothing to validate'
     assert not (tmp_path / 'bin' / 'dockerd.seen').exists()
+
+
+# Stand-in for a dockerd that hangs at --help, ignoring SIGTERM (the module's time-out has to kill it).
+DOCKERD_HELP_HANGS = "#!/bin/sh\ntrap '' TERM\nsleep 60\n"
+# Stand-in for a dockerd 23+ that hangs at --validate, ignoring SIGTERM.
+DOCKERD_VALIDATE_HANGS = DOCKERD_MODERN.replace('  --validate)\n', "  --validate)\n    trap '' TERM\n    sleep 60\n")
+
+
+@pytest.mark.parametrize('script, failed, message', [
+    (DOCKERD_HELP_HANGS, False, 'dockerd --help timed out after 1 s; the content was not validated'),
+    (DOCKERD_VALIDATE_HANGS, True, 'dockerd --validate timed out after 1 s; {path} was left untouched'),
+], ids=['help', 'validate'])
+def test_a_hung_dockerd_is_named_a_time_out(capsys, tmp_path, daemon_json, dockerd, monkeypatch, script, failed,
+                                            message):
+    monkeypatch.setattr(docker_daemon_config, 'HELP_TIMEOUT', 1)
+    monkeypatch.setattr(docker_daemon_config, 'VALIDATE_TIMEOUT', 1)
+    monkeypatch.setattr(_common, 'KILL_AFTER', 0.2)
+    dockerd(script)
+    daemon_json.write_text(LAB_FILE)
+    result = run_module(capsys, tmp_path, dict(path=str(daemon_json), default_runtime='runc'))
+    message = message.format(path=daemon_json)
+    if failed:
+        assert result['msg'] == message
+        assert daemon_json.read_text() == LAB_FILE
+    else:
+        assert (result['validated'], result['validation_message']) == (False, message)
+    assert leftovers(daemon_json) == []
+
+
+@pytest.mark.parametrize('check_mode', [True, False], ids=['check', 'apply'])
+def test_a_lone_surrogate_in_the_file_is_refused_in_check_and_apply_alike(capsys, tmp_path, daemon_json, dockerd,
+                                                                          check_mode):
+    # Once: parsed, then the write raised UnicodeEncodeError, while check mode reported a change.
+    dockerd(DOCKERD_MODERN)
+    daemon_json.write_text('{"labels": ["a=\\ud800"]}\n')
+    before = daemon_json.read_bytes()
+    result = run_module(capsys, tmp_path, dict(path=str(daemon_json), default_runtime='runc'), check_mode=check_mode)
+    assert result['msg'].startswith('%s has the escape \\ud800 in the value at labels[0]: half of a UTF-16 '
+                                    'surrogate pair' % daemon_json)
+    assert daemon_json.read_bytes() == before
+    assert leftovers(daemon_json) == []

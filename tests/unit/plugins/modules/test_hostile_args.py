@@ -69,6 +69,9 @@ COG_MODEL_OPTIONS = [
      NO_DOCKER),
     ('shm_size trailing newline', {'shm_size': '6g\n'}, "shm_size '6g\\n' is not a size such as 6g or 512m"),
     ('shm_size 0', {'shm_size': '0'}, "shm_size '0' is 0, which Docker reads as its default of 64m"),
+    # Once a traceback: int() refuses more than 4300 digits.
+    ('shm_size of 5000 digits', {'shm_size': '9' * 5000 + 'g'},
+     "shm_size '" + '9' * 59 + "... (5003 characters) is larger than Docker can take (8 EiB); give a size such as 6g"),
     ('registry with a scheme', {'registry_auths': [{'registry': 'https://r8.im', 'username': 'u', 'password': 'Pw-4e1d'}]},
      "registry_auths[0].registry 'https://r8.im' is not a registry host"),
     ('two errors at once', {'stop_timeout': -1, 'log_lines': -1}, 'got -1: how long docker stop waits'),
