@@ -426,7 +426,7 @@ def test_an_image_inspect_that_times_out_is_no_answer(capsys, docker):
     assert result['failed'] is True
     assert 'docker image inspect timed out after 60 s' in result['msg']
     assert (docker.containers, docker.images) == before
-    assert not [a for a, _ in docker.calls[calls:] if a[:1] in (['pull'], ['run'], ['rm'], ['stop'], ['rename'])]
+    assert not [a for a, _data in docker.calls[calls:] if a[:1] in (['pull'], ['run'], ['rm'], ['stop'], ['rename'])]
 
 
 def test_a_container_inspect_that_times_out_fails_the_start_and_the_next_run_recovers(capsys, docker):
