@@ -370,6 +370,22 @@ def test_smoke_prediction_only_for_a_model_changed_in_this_run(capsys, docker, m
     assert [m['health'] for m in result['models']] == ['READY', 'READY']
 
 
+def test_an_unchanged_model_that_is_busy_is_healthy(capsys, docker, monkeypatch):
+    # Someone is using the model while the playbook runs: cog says BUSY, which is a healthy model at work.
+    args = {'models': [demo(smoke_input={'text': 'x'})]}
+    run_module(capsys, args)
+    sent = []
+    monkeypatch.setattr(_cog_http, 'health', lambda url, timeout=2.0, validate_certs=True: (
+        {'status': 'BUSY', 'setup_status': 'succeeded', 'setup_logs': 'ok', 'setup_completed_at': None}, None))
+    monkeypatch.setattr(_cog_http, 'predict', lambda url, inputs, timeout, validate_certs=True: sent.append(url))
+    docker.calls = []
+    result = run_module(capsys, args)
+    assert not result.get('failed'), result.get('msg')
+    assert result['changed'] is False and docker.mutating_calls() == []
+    assert [m['health'] for m in result['models']] == ['BUSY']
+    assert sent == []
+
+
 def test_env_change_recreates_only_that_model(capsys, docker):
     run_module(capsys, {'models': [demo(), demo('demo_b', 5002, gpus='none')]})
     b_id = docker.containers['demo_b']['id']
