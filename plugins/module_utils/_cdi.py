@@ -7,7 +7,7 @@ Plain functions over text and data, tested without Docker: ``docker info`` JSON,
 ``nvidia-ctk cdi generate`` writes it, or JSON), the choice between the two methods, and the docker run
 arguments of each. The one I/O helper, :func:`probe`, takes a ``run`` callable so that modules share it.
 
-Docker Engine reads CDI specs since 25.0, behind the daemon feature flag ``features.cdi`` up to 27.x and on by
+Docker Engine reads CDI specs since 25.0, behind the daemon feature flag ``features.cdi`` up to 28.1 and on by
 default from 28.2; ``docker info`` lists the spec directories (``CDISpecDirs``) only while CDI is enabled.
 """
 

@@ -67,12 +67,20 @@ def command_error(what, cmd, first_line=False, limit=500):
     """
     if cmd.timed_out:
         return '%s timed out after %s s' % (what, _seconds(cmd.timeout)) if cmd.timeout else '%s timed out' % what
-    said = (cmd.stderr or '').strip() or (cmd.stdout or '').strip()
-    if first_line:
-        said = said.splitlines()[0].strip() if said else ''
+    said = first_nonblank_line(cmd.stderr, cmd.stdout) if first_line else \
+        (cmd.stderr or '').strip() or (cmd.stdout or '').strip()
     if len(said) > limit:
         said = said[:limit].rstrip() + '...'
     return '%s failed (rc=%s): %s' % (what, cmd.rc, said or '(no output)')
+
+
+def first_nonblank_line(*texts):
+    """The first line that is not blank, stripped, of the first of ``texts`` that has one; ``''`` when none has."""
+    for text in texts:
+        for line in (text or '').splitlines():
+            if line.strip():
+                return line.strip()
+    return ''
 
 
 def cut(text, limit=60):

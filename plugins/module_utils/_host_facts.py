@@ -37,7 +37,7 @@ from ansible_collections.homelab.gpu.plugins.module_utils import _cdi
 from ansible_collections.homelab.gpu.plugins.module_utils import _daemon_json
 from ansible_collections.homelab.gpu.plugins.module_utils import _nvidia_smi
 from ansible_collections.homelab.gpu.plugins.module_utils._common import (KILL_AFTER, CommandResult, command_error,
-                                                                          free_bytes)
+                                                                          first_nonblank_line, free_bytes)
 
 # Where the host's state is read; module-level so that tests can point them at a temporary tree.
 SYSTEMD_DIR = '/run/systemd/system'
@@ -177,18 +177,10 @@ def start_all(tasks):
 
 # ---------------------------------------------------------------- parsers
 
-def first_line(*texts):
-    for text in texts:
-        for line in (text or '').splitlines():
-            if line.strip():
-                return line.strip()
-    return ''
-
-
 def parse_sb_state(stdout, stderr=''):
     """``(secure_boot, detail)`` from ``mokutil --sb-state``: True, False or None (not understood), and the
     first line it printed. A system without Secure Boot, or booted without EFI, is False."""
-    detail = first_line(stdout, stderr)
+    detail = first_nonblank_line(stdout, stderr)
     lowered = detail.lower()
     if lowered.startswith('secureboot enabled'):
         return True, detail

@@ -17,7 +17,7 @@ import re
 # is used. ElementTree does not fetch the external DTD that the DOCTYPE names.
 from xml.etree import ElementTree
 
-from ansible_collections.homelab.gpu.plugins.module_utils._common import CommandResult, command_error
+from ansible_collections.homelab.gpu.plugins.module_utils._common import CommandResult, command_error, first_nonblank_line
 
 STATE_OK = 'ok'
 STATE_NOT_INSTALLED = 'not_installed'
@@ -278,14 +278,6 @@ def parse_xml(text):
     return data, notices
 
 
-def _first_line(*texts):
-    for text in texts:
-        for line in (text or '').splitlines():
-            if line.strip():
-                return line.strip()
-    return ''
-
-
 def classify(rc, stdout, stderr, timed_out=False, timeout=None):
     """Turn one run of ``nvidia-smi -q -x`` into a result.
 
@@ -302,7 +294,7 @@ def classify(rc, stdout, stderr, timed_out=False, timeout=None):
 
     both = '%s\n%s' % (stdout or '', stderr or '')
     lowered = both.lower()
-    said = _first_line(stdout, stderr).rstrip('.')
+    said = first_nonblank_line(stdout, stderr).rstrip('.')
     said = 'nvidia-smi: %s' % said if said else 'nvidia-smi exited with rc=%s and no output' % rc
     if any(t in lowered for t in _MISMATCH_TEXTS):
         result.update(state=STATE_DRIVER_LIBRARY_MISMATCH, reboot_required=True,
